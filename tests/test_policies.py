@@ -1,0 +1,86 @@
+"""Every rule fires on its fire.yaml with the stated count, and stays quiet on pass.yaml."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vllm_gitops.findings import Severity
+from vllm_gitops.pipeline import ScopeLoader, Target
+from vllm_gitops.policies.registry import RULES, _load_builtin_rules, run_policies
+from vllm_gitops.settings import load_settings
+
+_load_builtin_rules()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POLICIES = REPO_ROOT / "policies"
+
+
+def findings_for(rule_id: str, fixture: Path) -> list[str]:
+    settings = load_settings(REPO_ROOT)
+    scope = ScopeLoader(settings).load(Target(fixture, fixture.name, "paths"))
+    assert not scope.findings, scope.findings
+    return [f.rule for f in run_policies(scope, [RULES[rule_id]])]
+
+
+def expected_count(fixture: Path) -> int:
+    match = re.match(r"# expect: (\d+)", fixture.read_text())
+    assert match, f"{fixture} must start with '# expect: N'"
+    return int(match.group(1))
+
+
+def test_every_rule_has_fixtures() -> None:
+    missing = [rule_id for rule_id in RULES
+               if not ((POLICIES / rule_id / "fire.yaml").is_file()
+                       and (POLICIES / rule_id / "pass.yaml").is_file())]
+    assert not missing, f"rules without policies/<id>/fire.yaml and pass.yaml: {missing}"
+
+
+def test_no_fixture_without_a_rule() -> None:
+    folders = {p.parent.relative_to(POLICIES).as_posix() for p in POLICIES.rglob("fire.yaml")}
+    assert folders <= set(RULES), folders - set(RULES)
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_fires(rule_id: str) -> None:
+    fixture = POLICIES / rule_id / "fire.yaml"
+    count = expected_count(fixture)
+    assert count > 0
+    assert findings_for(rule_id, fixture) == [rule_id] * count
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_passes(rule_id: str) -> None:
+    fixture = POLICIES / rule_id / "pass.yaml"
+    assert expected_count(fixture) == 0
+    assert findings_for(rule_id, fixture) == []
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_explains_itself(rule_id: str) -> None:
+    rule = RULES[rule_id]
+    assert rule.severity in Severity
+    assert len(rule.summary) < 100 and "\n" not in rule.summary
+    assert len(rule.why) > 60 and len(rule.fix) > 20
+
+
+def test_exemption_needs_a_reason(tmp_path: Path) -> None:
+    fire = (POLICIES / "wiring/service-selects-nothing/fire.yaml").read_text()
+    exempted = fire.replace(
+        "metadata: {name: vllm, namespace: inference}\nspec:\n  selector: {app: vllm-server}",
+        "metadata:\n  name: vllm\n  namespace: inference\n  annotations:\n"
+        "    vllm-gitops.io/exempt: 'wiring/service-selects-nothing: {}'\n"
+        "spec:\n  selector: {app: vllm-server}", 1)
+    with_reason = tmp_path / "with-reason.yaml"
+    with_reason.write_text(exempted.replace("{}", "endpoints come from an operator"))
+    without = tmp_path / "without.yaml"
+    without.write_text(exempted.replace("{}", ""))
+    settings = load_settings(REPO_ROOT)
+    loader = ScopeLoader(settings)
+    ok = run_policies(loader.load(Target(with_reason, "x", "paths")))
+    bad = run_policies(loader.load(Target(without, "x", "paths")))
+    assert [f.rule for f in ok] == []
+    # Without a reason the exemption does not count: the rule fires, and so does the guard.
+    assert sorted(f.rule for f in bad) == ["exemption/no-reason", "wiring/service-selects-nothing"]
+    assert next(f.line for f in bad if f.rule == "exemption/no-reason") == 9

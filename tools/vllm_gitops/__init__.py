@@ -1,0 +1,1 @@
+"""vllm-gitops: render, validate and size vLLM deployments on EKS, statically."""

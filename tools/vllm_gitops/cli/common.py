@@ -1,0 +1,56 @@
+"""What every CLI shares: exit codes, error printing, atomic output files."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from vllm_gitops.errors import EXIT_TOOL_ERROR, ToolError
+
+T = TypeVar("T")
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_TOOL_ERROR)
+
+
+def guarded(body: Callable[[], T]) -> T:
+    """Run a command body: tool errors and surprises become exit 2 with a message."""
+    try:
+        return body()
+    except ToolError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted") from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug of ours must still not show a traceback to a researcher
+        if os.environ.get("VLLM_GITOPS_DEBUG"):
+            raise
+        raise fail(f"internal error: {type(exc).__name__}: {exc} "
+                   "(set VLLM_GITOPS_DEBUG=1 for details)") from None
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """stdout, or a file written atomically (never half-written)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    target = output.resolve()
+    if not target.parent.is_dir():
+        raise ToolError(f"cannot write {output}: folder {output.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ToolError(f"cannot write {output}: {exc.strerror}") from None

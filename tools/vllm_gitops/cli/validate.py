@@ -1,0 +1,116 @@
+"""`tools/validate [PATH...]`: render and check the repository (or the given paths).
+
+Exit codes: 0 no error-level finding; 1 at least one; 2 the tool could not run.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vllm_gitops.cli.common import guarded, write_output
+from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK
+from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
+from vllm_gitops.report import FORMATS, RenderOptions
+from vllm_gitops.settings import Settings, find_repo_root, load_settings
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    github = "github"
+
+
+class Engine(StrEnum):
+    jsonschema = "jsonschema"
+    kubeconform = "kubeconform"
+
+
+def _progress(enabled: bool) -> object:
+    def show(done: int, total: int, name: str) -> None:
+        width = 24
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\r[{bar}] {done}/{total} {name[:50]:<50}{end}")
+        sys.stderr.flush()
+
+    return show if enabled else None
+
+
+@app.command()
+def main(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Kustomization folders, folders of YAML, or YAML files; together one scope. "
+             "Default: every cluster, overlay and base of the repository.")] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="Write the report to FILE.")] = None,
+    kubernetes_version: Annotated[str | None, typer.Option(
+        help="Kubernetes version whose API the documents must match (e.g. 1.34.0).")] = None,
+    schema_location: Annotated[list[str] | None, typer.Option(
+        help="Extra schema location (folder or kubeconform URL/path template); repeatable.")
+    ] = None,
+    engine: Annotated[Engine | None, typer.Option(help="Schema engine.")] = None,
+    missing_schema_is_error: Annotated[bool | None, typer.Option(
+        "--missing-schema-is-error/--missing-schema-is-warning")] = None,
+    allow_remote_bases: Annotated[bool | None, typer.Option(
+        "--allow-remote-bases/--no-remote-bases")] = None,
+    color: Annotated[bool | None, typer.Option("--color/--no-color")] = None,
+    repo: Annotated[Path | None, typer.Option(help="Repository root (default: found from "
+                                                   "the current folder).")] = None,
+) -> None:
+    """Render every target with kustomize and check it against Kubernetes and CRD schemas
+    and the policies that catch what breaks LLM serving."""
+
+    def body() -> int:
+        settings = _settings(repo, kubernetes_version, schema_location, engine,
+                             missing_schema_is_error, allow_remote_bases)
+        targets, given = _targets(settings, paths)
+        show_progress = sys.stderr.isatty() and len(targets) > 3 and output_format is Format.text
+        report = validate(targets, settings, _progress(show_progress), given)  # type: ignore[arg-type]
+        use_color = sys.stdout.isatty() and output is None if color is None else color
+        options = RenderOptions(color=use_color, tool_version="0.1.0")
+        write_output(FORMATS[output_format.value](report, options), output)
+        return EXIT_FINDINGS if report.summary()["errors"] else EXIT_OK
+
+    raise typer.Exit(guarded(body))
+
+
+def _settings(repo: Path | None, kubernetes_version: str | None, locations: list[str] | None,
+              engine: Engine | None, missing_is_error: bool | None,
+              allow_remote: bool | None) -> Settings:
+    root = repo.resolve() if repo else find_repo_root(Path.cwd())
+    settings = load_settings(root)
+    extra = tuple(str(Path(loc).resolve()) if _is_local(loc) else loc for loc in locations or ())
+    return settings.with_overrides(
+        kubernetes_version=kubernetes_version,
+        schema_locations=(*extra, *settings.schema_locations) if extra else None,
+        engine=engine.value if engine else None,
+        missing_schema_is_error=missing_is_error,
+        allow_remote_bases=allow_remote,
+    )
+
+
+def _is_local(location: str) -> bool:
+    return location != "default" and "://" not in location and "{{" not in location
+
+
+def _targets(settings: Settings, paths: list[Path] | None) -> tuple[list[Target],
+                                                                   list[Path] | None]:
+    if not paths:
+        return discover_targets(settings), None
+    return [targets_from_paths(paths, settings)], paths
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,222 @@
+"""The validation pipeline: discover → render → load → schema → policies → report.
+
+Each stage lives in its own module; this one wires them and owns the Scope of each target:
+for a cluster entry point that is everything Flux or Argo CD would sync from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_gitops.errors import ToolError
+from vllm_gitops.findings import Finding, Severity, SourceLocation, sort_key
+from vllm_gitops.kustomization import YAML_SUFFIXES, kustomization_file, preflight
+from vllm_gitops.load import resources_from_file, resources_from_render, source_documents
+from vllm_gitops.policies.registry import run_policies
+from vllm_gitops.render import Renderer, RenderFailed, find_renderer
+from vllm_gitops.resources import Resource
+from vllm_gitops.schema.engine import JsonSchemaEngine, SchemaEngine
+from vllm_gitops.schema.kubeconform import KubeconformEngine
+from vllm_gitops.schema.locations import SchemaLocations
+from vllm_gitops.scope import Scope
+from vllm_gitops.settings import Settings
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path  # absolute
+    name: str  # repo-relative, as shown in findings
+    kind: str  # cluster | overlay | base | paths
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    targets: int = 0
+    resources: int = 0
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity is severity)
+
+    def summary(self) -> dict[str, int]:
+        return {"errors": self.count(Severity.ERROR), "warnings": self.count(Severity.WARNING),
+                "targets": self.targets, "resources": self.resources}
+
+
+def discover_targets(settings: Settings) -> list[Target]:
+    """Every kustomization under clusters/, overlays/ and base/ (components are not targets)."""
+    targets = []
+    kinds = {"clusters": "cluster", "overlays": "overlay", "base": "base"}
+    for root_name in settings.discover_roots:
+        root = settings.repo_root / root_name
+        for kfile in sorted(root.rglob("kustomization.y*ml")) if root.is_dir() else []:
+            if any(part.startswith(".") for part in kfile.relative_to(root).parts):
+                continue
+            docs = source_documents(kfile)
+            if docs and isinstance(docs[0].data, dict) and docs[0].data.get("kind") == "Component":
+                continue
+            folder = kfile.parent
+            name = folder.relative_to(settings.repo_root).as_posix()
+            targets.append(Target(folder, name, kinds.get(root_name, "base")))
+    return targets
+
+
+def targets_from_paths(paths: list[Path], settings: Settings) -> Target:
+    """The documents of all given paths form one scope (CLI contract)."""
+    names = []
+    for path in paths:
+        if not path.exists():
+            raise ToolError(f"no such file or folder: {path}")
+        resolved = path.resolve()
+        if settings.repo_root != resolved and settings.repo_root not in resolved.parents:
+            raise ToolError(f"{path} is outside the repository {settings.repo_root}")
+        names.append(resolved.relative_to(settings.repo_root).as_posix() or ".")
+    return Target(settings.repo_root, " + ".join(names), "paths")
+
+
+class ScopeLoader:
+    """Renders targets into Scopes, following Flux/Argo CD paths from cluster entry points."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._renderer: Renderer | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = find_renderer(self.settings.kustomize,
+                                           self.settings.render_timeout_seconds)
+        return self._renderer
+
+    def load(self, target: Target, paths: list[Path] | None = None) -> Scope:
+        scope = Scope(target.name, target.kind)
+        visited: set[Path] = set()
+        for path in paths or [target.path]:
+            self._load_path(scope, path.resolve(), visited)
+        self._follow_gitops(scope, visited)
+        return scope
+
+    def _load_path(self, scope: Scope, path: Path, visited: set[Path]) -> None:
+        if path in visited:
+            return
+        visited.add(path)
+        if path.is_file():
+            self._add(scope, *resources_from_file(path, self.settings.repo_root, scope.name))
+        elif kustomization_file(path) is not None:
+            self._render(scope, path)
+        else:
+            for file in sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES):
+                if not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    self._add(scope, *resources_from_file(file, self.settings.repo_root,
+                                                          scope.name))
+
+    def _render(self, scope: Scope, folder: Path) -> None:
+        root = self.settings.repo_root
+        check = preflight(folder, root, scope.name, self.settings.allow_remote_bases)
+        scope.findings += check.findings
+        if check.blocked:
+            return
+        if check.is_component:
+            return  # components only render inside a kustomization that uses them
+        try:
+            output, base_dir = self.renderer.render(folder, root)
+        except RenderFailed as exc:
+            kfile = kustomization_file(folder)
+            rel = kfile.relative_to(root).as_posix() if kfile else folder.as_posix()
+            scope.findings.append(Finding("kustomize/render-failed", Severity.ERROR, str(exc),
+                                          scope.name, location=SourceLocation(rel, None)))
+            return
+        self._add(scope, *resources_from_render(output, base_dir, root, scope.name,
+                                                check.patches))
+
+    @staticmethod
+    def _add(scope: Scope, resources: list[Resource], findings: list[Finding]) -> None:
+        scope.resources += resources
+        scope.findings += findings
+
+    def _follow_gitops(self, scope: Scope, visited: set[Path]) -> None:
+        """Render what each Flux Kustomization / Argo CD Application in scope points at."""
+        seen = 0
+        while seen < len(scope.resources):
+            resource = scope.resources[seen]
+            seen += 1
+            for field_path, path in gitops_paths(resource):
+                folder = (self.settings.repo_root / path).resolve()
+                root = self.settings.repo_root
+                if (folder != root and root not in folder.parents) or not folder.is_dir():
+                    scope.findings.append(Finding(
+                        "gitops/path-missing", Severity.ERROR,
+                        f"{resource.kind} {resource.name} syncs path {path!r}, which is not a "
+                        "folder of this repository: the sync would fail", scope.name,
+                        resource.ref, resource.location_of(field_path)))
+                    continue
+                self._load_path(scope, folder, visited)
+
+
+def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(field path, repo path) of what a Flux Kustomization or Argo CD Application syncs."""
+    if resource.kind == "Kustomization" and resource.api_version.startswith(
+            "kustomize.toolkit.fluxcd.io/"):
+        path = resource.get("spec", "path")
+        if resource.get("spec", "sourceRef", "kind") == "GitRepository":
+            yield ("spec", "path"), str(path or ".")
+    elif resource.kind == "Application" and resource.api_version.startswith("argoproj.io/"):
+        source = resource.get("spec", "source")
+        if isinstance(source, dict) and "path" in source and "chart" not in source:
+            yield ("spec", "source", "path"), str(source["path"])
+        for i, src in enumerate(resource.get("spec", "sources", default=[]) or []):
+            if isinstance(src, dict) and "path" in src and "chart" not in src:
+                yield ("spec", "sources", i, "path"), str(src["path"])
+
+
+def make_engine(settings: Settings) -> SchemaEngine:
+    if settings.engine == "kubeconform":
+        return KubeconformEngine(settings.schema_locations, settings.kubernetes_version,
+                                 settings.missing_schema_is_error, str(settings.cache_dir))
+    locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
+                                settings.repo_root, settings.cache_dir,
+                                settings.schema_fetch_timeout_seconds)
+    return JsonSchemaEngine(locations, settings.missing_schema_is_error)
+
+
+def validate(targets: list[Target], settings: Settings, progress: Progress | None = None,
+             paths: list[Path] | None = None) -> Report:
+    """Run every stage over every target; the Report holds all findings, sorted."""
+    loader = ScopeLoader(settings)
+    engine = make_engine(settings)
+    report = Report(targets=len(targets))
+    for index, target in enumerate(targets):
+        if progress:
+            progress(index, len(targets), target.name)
+        scope = loader.load(target, paths)
+        report.resources += len(scope.resources)
+        report.findings += scope.findings
+        report.findings += engine.validate(scope.resources)
+        report.findings += run_policies(scope)
+    if progress:
+        progress(len(targets), len(targets), "")
+    report.findings = sorted(set(report.findings), key=sort_key)
+    return report
+
+
+def load_scopes(paths: list[Path], repo_root: Path) -> list[Scope]:
+    """Scopes for other tools (plan, new-model): one per path given."""
+    from vllm_gitops.settings import load_settings
+
+    settings = load_settings(repo_root)
+    loader = ScopeLoader(settings)
+    scopes = []
+    for path in paths:
+        resolved = path.resolve()
+        if not resolved.exists():
+            raise ToolError(f"no such file or folder: {path}")
+        try:
+            name = resolved.relative_to(settings.repo_root).as_posix()
+        except ValueError:
+            raise ToolError(f"{path} is outside the repository {settings.repo_root}") from None
+        scopes.append(loader.load(Target(resolved, name, "paths")))
+    return scopes

@@ -1,0 +1,44 @@
+"""Human output: findings grouped by target, errors first, coloured on a terminal."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from vllm_gitops.findings import Finding, Severity
+from vllm_gitops.pipeline import Report
+
+_COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if color else text
+
+
+def _finding(finding: Finding, color: bool) -> list[str]:
+    where = str(finding.location) if finding.location else "(no source file)"
+    what = f" {finding.resource}" if finding.resource else ""
+    label = _paint(finding.severity.value.upper(), _COLORS[finding.severity], color)
+    lines = [f"  {label} {where}{what}", f"    {finding.message}  [{finding.rule}]"]
+    if finding.why:
+        lines.append(f"    why: {finding.why}")
+    if finding.fix:
+        lines.append(f"    fix: {finding.fix}")
+    return lines
+
+
+def render(report: Report, color: bool = False) -> str:
+    lines: list[str] = []
+    by_target = sorted(report.findings, key=lambda f: f.target)
+    for target, group in groupby(by_target, key=lambda f: f.target):
+        lines.append(_paint(target, "1", color))
+        for finding in sorted(group, key=lambda f: (f.severity.rank, f.file or "", f.line or 0)):
+            lines += _finding(finding, color)
+        lines.append("")
+    summary = report.summary()
+    verdict = "FAILED" if summary["errors"] else "OK"
+    lines.append(
+        f"{_paint(verdict, '31' if summary['errors'] else '32', color)}: "
+        f"{summary['errors']} errors, {summary['warnings']} warnings in "
+        f"{summary['targets']} targets ({summary['resources']} resources)"
+    )
+    return "\n".join(lines) + "\n"

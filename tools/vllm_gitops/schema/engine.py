@@ -1,0 +1,139 @@
+"""Stage 3: every document against its schema, strictly (unknown fields are errors)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry
+from referencing import Resource as RefResource
+from referencing.jsonschema import DRAFT202012
+
+from vllm_gitops.findings import Finding, Severity
+from vllm_gitops.resources import Resource
+from vllm_gitops.schema.locations import SchemaKey, SchemaLocations, builtin_schema_dir
+from vllm_gitops.yamlsafe import FieldPath
+
+MAX_ERRORS_PER_RESOURCE = 20
+_DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
+
+
+class SchemaEngine(Protocol):
+    name: str
+
+    def validate(self, resources: list[Resource]) -> list[Finding]: ...
+
+
+def located(resource: Resource, rule: str, severity: Severity, message: str,
+            path: FieldPath = ()) -> Finding:
+    return Finding(rule, severity, message, resource.target, resource.ref,
+                   resource.location_of(path) if path else resource.source)
+
+
+def missing_identity(resource: Resource) -> Finding | None:
+    if resource.api_version and resource.kind:
+        return None
+    return located(resource, "schema/no-kind", Severity.ERROR,
+                   "document has no apiVersion or kind: not a Kubernetes object")
+
+
+def missing_schema(resource: Resource, key: SchemaKey, locations: SchemaLocations,
+                   missing_is_error: bool) -> Finding:
+    if key.is_builtin_group:
+        return located(resource, "schema/unknown-api", Severity.ERROR,
+                       f"{key} does not exist in Kubernetes {locations.kubernetes_version} "
+                       "(typo in apiVersion/kind, or an API version that was removed)")
+    return located(resource, "schema/missing", Severity.ERROR if missing_is_error
+                   else Severity.WARNING,
+                   f"no schema found for {key}; not validated (tried: {locations.tried()})")
+
+
+class JsonSchemaEngine:
+    """In-process validation with the schemas kubeconform uses (kubernetes-validate, CRDs)."""
+
+    name = "jsonschema"
+
+    def __init__(self, locations: SchemaLocations, missing_is_error: bool) -> None:
+        self.locations = locations
+        self.missing_is_error = missing_is_error
+        self._validators: dict[SchemaKey, Draft202012Validator] = {}
+        self._registry: Registry[Any] | None = None
+        self._verdicts: dict[tuple[SchemaKey, str], list[tuple[FieldPath, str]]] = {}
+
+    def validate(self, resources: list[Resource]) -> list[Finding]:
+        findings: list[Finding] = []
+        for resource in resources:
+            findings += self.validate_one(resource)
+        return findings
+
+    def validate_one(self, resource: Resource) -> list[Finding]:
+        problem = missing_identity(resource)
+        if problem:
+            return [problem]
+        key = SchemaKey.of(resource.api_version, resource.kind)
+        validator = self._validator(key)
+        if validator is None:
+            return [missing_schema(resource, key, self.locations, self.missing_is_error)]
+        digest = hashlib.sha256(json.dumps(resource.doc, sort_keys=True, default=str)
+                                .encode()).hexdigest()
+        verdict = self._verdicts.get((key, digest))
+        if verdict is None:
+            verdict = [_describe(e) for e in _errors(validator, resource.doc)]
+            self._verdicts[(key, digest)] = verdict
+        return [located(resource, "schema/invalid", Severity.ERROR, message, path)
+                for path, message in verdict]
+
+    def _validator(self, key: SchemaKey) -> Draft202012Validator | None:
+        if key not in self._validators:
+            found = self.locations.find(key)
+            if found is None:
+                return None
+            schema = found.schema if found.builtin else _strict_root(found.schema)
+            registry = self._builtin_registry() if found.builtin else Registry()
+            self._validators[key] = Draft202012Validator(schema, registry=registry)
+        return self._validators[key]
+
+    def _builtin_registry(self) -> Registry[Any]:
+        if self._registry is None:
+            folder = builtin_schema_dir(self.locations.kubernetes_version)
+            definitions = json.loads((folder / "_definitions.json").read_bytes())
+            resource = RefResource.from_contents(definitions, default_specification=DRAFT202012)
+            self._registry = Registry().with_resource(_DEFINITIONS_URI, resource)
+        return self._registry
+
+
+def _strict_root(schema: dict[str, Any]) -> dict[str, Any]:
+    """CRD catalog schemas are strict below the root; make a top-level typo an error too."""
+    if "properties" in schema and "additionalProperties" not in schema:
+        return {**schema, "additionalProperties": False}
+    return schema
+
+
+def _errors(validator: Draft202012Validator, doc: dict[str, Any]) -> Iterable[ValidationError]:
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    for error in errors[:MAX_ERRORS_PER_RESOURCE]:
+        yield best_match(error.context) if error.context else error
+
+
+def _describe(error: ValidationError) -> tuple[FieldPath, str]:
+    path: FieldPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
+        unknown = sorted(str(k) for k in error.instance if k not in allowed)
+        if unknown:
+            path = (*path, unknown[0])
+            where = _dotted(path)
+            return path, f"{where}: unknown field {unknown[0]!r} (not in the schema; typo?)"
+    return path, f"{_dotted(path) or '(document)'}: {error.message}"
+
+
+def _dotted(path: FieldPath) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out

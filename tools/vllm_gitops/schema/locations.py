@@ -88,9 +88,13 @@ class SchemaLocations:
         return self._found[key]
 
     def tried(self) -> str:
-        parts = [loc if loc not in self.unreachable else f"{loc} ({self.unreachable[loc]})"
-                 for loc in self.locations]
-        return "; ".join(parts)
+        """The locations searched, short: URLs by host, with why they could not be read."""
+        parts = []
+        for location in self.locations:
+            short = location.split("/")[2] if "://" in location else location
+            reason = self.unreachable.get(location)
+            parts.append(f"{short} ({reason})" if reason else short)
+        return ", ".join(parts)
 
     def _search(self, key: SchemaKey) -> FoundSchema | None:
         for location in self.locations:

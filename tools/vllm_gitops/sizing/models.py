@@ -159,12 +159,10 @@ def _moe_layers(cfg: dict[str, Any], num_layers: int, moe: MoESpec | None) -> tu
     if moe is None:
         return (False,) * num_layers
     first_dense = int(cfg.get("first_k_dense_replace") or 0)
-    step = int(_first(cfg, "decoder_sparse_step", "moe_layer_freq", default=1))
+    step = max(1, int(_first(cfg, "decoder_sparse_step", "moe_layer_freq", default=1)))
     dense_only = set(cfg.get("mlp_only_layers") or [])
     return tuple(
-        i >= first_dense and i not in dense_only and (i + 1) % step == 0 if step > 1 else
-        i >= first_dense and i not in dense_only
-        for i in range(num_layers)
+        i >= first_dense and i not in dense_only and (i + 1) % step == 0 for i in range(num_layers)
     )
 
 

@@ -1,0 +1,93 @@
+"""Helpers shared by the tools/validate tests (named uniquely: test folders have no __init__).
+
+Tests that need one CLI run for many assertions use `run_validate` from module-scoped
+fixtures; it sets up the same environment as the `validate` fixture of tests/conftest.py
+(CRD schemas located, missing schemas are errors, a private schema cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+MODULE = "vllm_gitops.cli.validate"
+# A guard against hangs only: no test asserts on time.
+TIMEOUT_SECONDS = 120
+SCRATCH_CONFIG = 'kubernetesVersion: "1.34.0"\nschemaLocations: [default]\n'
+
+FindingKey = tuple[str, str | None, int | None]
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_validate(*args: str, cwd: Path, crd_schemas: Path, cache_dir: Path,
+                 env: dict[str, str] | None = None) -> CliRun:
+    """`tools/validate ARGS` in a fresh interpreter, like the `validate` fixture."""
+    full_env = {**os.environ,
+                "VLLM_GITOPS_SCHEMA_LOCATIONS": str(crd_schemas),
+                "VLLM_GITOPS_MISSING_SCHEMA_IS_ERROR": "1",
+                "VLLM_GITOPS_CACHE_DIR": str(cache_dir),
+                **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO_ROOT / "tools")
+    full_env.pop("VLLM_GITOPS_DEBUG", None)
+    done = subprocess.run([sys.executable, "-m", MODULE, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False)
+    return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+def make_scratch_repo(root: Path) -> Path:
+    """A repository root of our own (same config as the `scratch_repo` fixture)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vllm-gitops.yaml").write_text(SCRATCH_CONFIG)
+    return root
+
+
+def copy_fixture(name: str, repo: Path) -> Path:
+    """Copy tests/fixtures/<name> into a scratch repository; returns the copy."""
+    target = repo / Path(name).name
+    shutil.copytree(FIXTURES / name, target)
+    return target
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def assert_no_crash(run: Any) -> None:
+    """Never a Python traceback, never an internal error, whatever the input."""
+    output = run.stdout + run.stderr
+    assert "Traceback" not in output, output
+    assert "internal error" not in output, output
+
+
+def keys(findings: list[dict[str, Any]]) -> set[FindingKey]:
+    return {(f["rule"], f["file"], f["line"]) for f in findings}
+
+
+def by_file(findings: list[dict[str, Any]], file: str) -> list[dict[str, Any]]:
+    return [f for f in findings if f["file"] == file]

@@ -55,6 +55,16 @@ class PatchDocument:
 
 
 @dataclass
+class GeneratedData:
+    """A data file a configMapGenerator/secretGenerator reads, under its key."""
+
+    kind: str  # ConfigMap | Secret
+    name: str
+    key: str
+    file: Path
+
+
+@dataclass
 class Preflight:
     repo_root: Path
     target: str
@@ -62,6 +72,7 @@ class Preflight:
     findings: list[Finding] = field(default_factory=list)
     files: set[Path] = field(default_factory=set)  # every local file the render reads
     patches: list[PatchDocument] = field(default_factory=list)
+    generated: list[GeneratedData] = field(default_factory=list)
     is_component: bool = False
     _seen: set[Path] = field(default_factory=set)
 
@@ -123,7 +134,23 @@ def _walk_kustomization(state: Preflight, path: Path) -> Any:
             state.problem("kustomize/unsupported", reason, path, doc.field_lines.get((key,)))
     for entry, line, kind in _references(doc):
         _check_reference(state, path, entry, line, kind)
+    state.generated += _generated_data(doc.data, path.parent)  # after its bases: wins
     return doc.data
+
+
+def _generated_data(data: dict[str, Any], folder: Path) -> list[GeneratedData]:
+    found = []
+    for field_name, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
+        for gen in _as_list(data.get(field_name)):
+            if not isinstance(gen, dict) or not isinstance(gen.get("name"), str):
+                continue
+            for entry in _as_list(gen.get("files")):
+                if isinstance(entry, str):
+                    key, _, file = entry.rpartition("=")
+                    key = key or Path(file).name
+                    found.append(GeneratedData(kind, gen["name"], key,
+                                               Path(os.path.normpath(folder / file))))
+    return found
 
 
 def _references(doc: YamlDocument) -> Iterator[tuple[str, int | None, str]]:

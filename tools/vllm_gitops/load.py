@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.findings import Finding, Severity, SourceLocation
-from vllm_gitops.kustomization import PatchDocument
+from vllm_gitops.kustomization import GeneratedData, PatchDocument
 from vllm_gitops.render import ORIGIN_ANNOTATION, TRANSFORMATIONS_ANNOTATION
 from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.yamlsafe import YamlDocument, YamlProblem, load_file, load_stream_fast
@@ -29,7 +29,8 @@ def source_documents(path: Path) -> tuple[YamlDocument, ...]:
 
 
 def resources_from_render(
-    output: str, base_dir: Path, repo_root: Path, target: str, patches: list[PatchDocument]
+    output: str, base_dir: Path, repo_root: Path, target: str, patches: list[PatchDocument],
+    generated: list[GeneratedData] | None = None,
 ) -> tuple[list[Resource], list[Finding]]:
     """Resources from kustomize output whose origin paths are relative to `base_dir`."""
     try:
@@ -45,6 +46,7 @@ def resources_from_render(
         patched_by = _patching_kustomizations(annotations.get(TRANSFORMATIONS_ANNOTATION), base_dir)
         resource = Resource(doc, target)
         resource.layers = _layers(resource, origin, repo_root, patches, patched_by)
+        resource.layers += _generated_layers(resource, generated or [], repo_root)
         resources.append(resource)
     return resources, []
 
@@ -114,6 +116,17 @@ def _layers(resource: Resource, origin: Path | None, repo_root: Path,
     for patch in patches:
         if patch.kustomization in patched_by and _same_object(resource, patch.document.data):
             layers.append(SourceLayer(patch.file, patch.document))
+    return layers
+
+
+def _generated_layers(resource: Resource, generated: list[GeneratedData],
+                      repo_root: Path) -> list[SourceLayer]:
+    """A generated ConfigMap/Secret's data keys point at the files they were read from."""
+    layers = []
+    for item in generated:
+        if item.kind == resource.kind and resource.name.startswith(item.name):
+            lines = {("data", item.key): 1, ("binaryData", item.key): 1}
+            layers.append(SourceLayer(_rel(item.file, repo_root), YamlDocument(None, 1, lines)))
     return layers
 
 

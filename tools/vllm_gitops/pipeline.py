@@ -6,8 +6,10 @@ for a cluster entry point that is everything Flux or Argo CD would sync from it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vllm_gitops.errors import ToolError
@@ -78,12 +80,25 @@ def targets_from_paths(paths: list[Path], settings: Settings) -> Target:
     return Target(settings.repo_root, " + ".join(names), "paths")
 
 
+@dataclass
+class RenderedFolder:
+    """One kustomization rendered once, shared by every scope that includes it."""
+
+    resources: list[Resource] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
 class ScopeLoader:
-    """Renders targets into Scopes, following Flux/Argo CD paths from cluster entry points."""
+    """Renders targets into Scopes, following Flux/Argo CD paths from cluster entry points.
+
+    Each folder is rendered once (a cluster entry point reuses its overlays' renders), and
+    `prefetch` renders many folders in parallel: kustomize runs as separate processes.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._renderer: Renderer | None = None
+        self._rendered: dict[Path, RenderedFolder] = {}
 
     @property
     def renderer(self) -> Renderer:
@@ -91,6 +106,15 @@ class ScopeLoader:
             self._renderer = find_renderer(self.settings.kustomize,
                                            self.settings.render_timeout_seconds)
         return self._renderer
+
+    def prefetch(self, folders: list[Path]) -> None:
+        todo = [f.resolve() for f in folders if kustomization_file(f) is not None]
+        if len(todo) < 2:
+            return
+        _ = self.renderer  # resolve the binary (or fail) once, before the threads start
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            for folder, rendered in zip(todo, pool.map(self._render_folder, todo), strict=True):
+                self._rendered[folder] = rendered
 
     def load(self, target: Target, paths: list[Path] | None = None) -> Scope:
         scope = Scope(target.name, target.kind)
@@ -107,31 +131,37 @@ class ScopeLoader:
         if path.is_file():
             self._add(scope, *resources_from_file(path, self.settings.repo_root, scope.name))
         elif kustomization_file(path) is not None:
-            self._render(scope, path)
+            if path not in self._rendered:
+                self._rendered[path] = self._render_folder(path)
+            rendered = self._rendered[path]
+            resources = [Resource(r.doc, scope.name, r.layers) for r in rendered.resources]
+            findings = [replace(f, target=scope.name) for f in rendered.findings]
+            self._add(scope, resources, findings)
         else:
             for file in sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES):
                 if not any(part.startswith(".") for part in file.relative_to(path).parts):
                     self._add(scope, *resources_from_file(file, self.settings.repo_root,
                                                           scope.name))
 
-    def _render(self, scope: Scope, folder: Path) -> None:
+    def _render_folder(self, folder: Path) -> RenderedFolder:
         root = self.settings.repo_root
-        check = preflight(folder, root, scope.name, self.settings.allow_remote_bases)
-        scope.findings += check.findings
-        if check.blocked:
-            return
-        if check.is_component:
-            return  # components only render inside a kustomization that uses them
+        target = folder.relative_to(root).as_posix() if root in folder.parents else str(folder)
+        check = preflight(folder, root, target, self.settings.allow_remote_bases)
+        result = RenderedFolder(findings=list(check.findings))
+        if check.blocked or check.is_component:
+            return result  # components only render inside a kustomization that uses them
         try:
             output, base_dir = self.renderer.render(folder, root)
         except RenderFailed as exc:
             kfile = kustomization_file(folder)
-            rel = kfile.relative_to(root).as_posix() if kfile else folder.as_posix()
-            scope.findings.append(Finding("kustomize/render-failed", Severity.ERROR, str(exc),
-                                          scope.name, location=SourceLocation(rel, None)))
-            return
-        self._add(scope, *resources_from_render(output, base_dir, root, scope.name,
-                                                check.patches))
+            rel = kfile.relative_to(root).as_posix() if kfile else target
+            result.findings.append(Finding("kustomize/render-failed", Severity.ERROR, str(exc),
+                                           target, location=SourceLocation(rel, None)))
+            return result
+        resources, findings = resources_from_render(output, base_dir, root, target,
+                                                    check.patches, check.generated)
+        result.resources, result.findings = resources, result.findings + findings
+        return result
 
     @staticmethod
     def _add(scope: Scope, resources: list[Resource], findings: list[Finding]) -> None:
@@ -189,6 +219,7 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
     loader = ScopeLoader(settings)
     engine = make_engine(settings)
     report = Report(targets=len(targets))
+    loader.prefetch([t.path for t in targets if t.kind != "paths"])
     for index, target in enumerate(targets):
         if progress:
             progress(index, len(targets), target.name)

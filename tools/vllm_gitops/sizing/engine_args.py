@@ -55,7 +55,8 @@ class EngineArgs:
             raise ToolError(f"--kv-cache-dtype must be auto or fp8, got {self.kv_cache_dtype!r}")
         if self.quantization is not None and self.quantization not in QUANTIZATIONS:
             raise ToolError(
-                f"--quantization must be one of {', '.join(QUANTIZATIONS)}, got {self.quantization!r}"
+                f"--quantization must be one of {', '.join(QUANTIZATIONS)}, "
+                f"got {self.quantization!r}"
             )
 
 

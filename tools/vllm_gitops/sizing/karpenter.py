@@ -30,8 +30,10 @@ EVICTION_NODEFS_FRACTION = 0.10
 KUBE_RESERVED_EPHEMERAL = 1 * GIB
 DEFAULT_ROOT_VOLUME = 20 * GIB
 CAPACITY_TYPES = frozenset({"on-demand", "spot"})
-EPHEMERAL_TAINT_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
-                        "node.cloudprovider.kubernetes.io/uninitialized", "karpenter.sh/unregistered")
+EPHEMERAL_TAINT_KEYS = (
+    "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
+    "node.cloudprovider.kubernetes.io/uninitialized", "karpenter.sh/unregistered",
+)
 WELL_KNOWN_PREFIXES = ("karpenter.k8s.aws/", "topology.k8s.aws/")
 WELL_KNOWN_KEYS = {
     "node.kubernetes.io/instance-type", "kubernetes.io/arch", "kubernetes.io/os",
@@ -130,7 +132,8 @@ class PodScheduling:
 
 
 def pod_requests(spec: Mapping[str, Any]) -> dict[str, float]:
-    """Sum of container requests (limits stand in for missing requests), max with init containers."""
+    """Sum of container requests (a limit stands in for a missing request); init containers
+    count by their maximum."""
     def container_requests(container: Mapping[str, Any]) -> dict[str, float]:
         resources = container.get("resources") or {}
         merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}

@@ -3,7 +3,7 @@
     requested  = torch_total x gpu_memory_utilization                (Worker.init_device)
     available  = requested - weights - peak_activation - non_torch   (determine_available_memory)
                  - cudagraph_estimate                                  (only vLLM >= 0.21)
-    blocks     = available // (page_bytes x layers_per_group)        (get_kv_cache_config_from_groups)
+    blocks     = available // (page_bytes x layers_per_group)   (get_kv_cache_config_from_groups)
 
 The few constants below are fitted on real vLLM startup logs (../shared/reference/
 vllm-kv-calibration.json; tests/sizing/test_calibration.py measures the error). They describe
@@ -122,7 +122,8 @@ class MemoryPlan:
     @property
     def binding_stage(self) -> StageMemory | None:
         """The stage with the fewest KV blocks: it sets the engine's block count."""
-        return min(self.stages, key=lambda s: (s.num_blocks, s.available_kv_cache_gib), default=None)
+        return min(self.stages, key=lambda s: (s.num_blocks, s.available_kv_cache_gib),
+                   default=None)
 
 
 # ---------------------------------------------------------------- components
@@ -347,7 +348,9 @@ def _warmup_failure(plan: MemoryPlan) -> Failure | None:
     args, version = plan.args, plan.version
     last = plan.stages[-1]
     graphs = 0.0 if last.cudagraph_in_budget else last.cudagraph_gib
-    sampler = WARMUP_LOGITS_TENSORS * logits_gib(plan.model, args) if version.warms_up_sampler else 0
+    sampler = 0.0
+    if version.warms_up_sampler:
+        sampler = WARMUP_LOGITS_TENSORS * logits_gib(plan.model, args)
     plan.warmup_needed_gib = graphs + sampler
     plan.warmup_headroom_gib = last.total_gib * (1 - args.gpu_memory_utilization)
     if plan.warmup_needed_gib <= plan.warmup_headroom_gib:

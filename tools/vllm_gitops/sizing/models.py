@@ -28,7 +28,9 @@ SLIDING = "sliding"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "fp8": 1}
 # Rope types whose factor vLLM does NOT multiply into the derived max_model_len
 # (`_get_and_verify_max_len`, vllm/config/model.py).
-ROPE_TYPES_NOT_SCALING_LEN = {"su", "longrope", "llama3", "yarn", "deepseek_yarn", "mrope", "default"}
+ROPE_TYPES_NOT_SCALING_LEN = {
+    "su", "longrope", "llama3", "yarn", "deepseek_yarn", "mrope", "default",
+}
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,8 @@ def parse_config(cfg: dict[str, Any], model_id: str, source: str = "") -> ModelS
             "tie_word_embeddings", model_type.startswith("gemma")))),
         max_position_embeddings=max_pos,
         derived_max_model_len=_derived_max_len(text, max_pos),
-        torch_dtype=str(_first(cfg, "torch_dtype", "dtype", default=text.get("torch_dtype", "bfloat16"))),
+        torch_dtype=str(_first(cfg, "torch_dtype", "dtype",
+                               default=text.get("torch_dtype", "bfloat16"))),
         layer_types=layer_types,
         sliding_window=window,
         moe=moe,
@@ -365,7 +368,7 @@ def fetch_config(model_id: str, destination: Path | None = None, timeout: float 
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (https only)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         hint = " (gated model: set HF_TOKEN)" if exc.code in (401, 403) else ""
@@ -376,5 +379,6 @@ def fetch_config(model_id: str, destination: Path | None = None, timeout: float 
     parse_config(cfg, model_id)  # refuse to cache a config we cannot use
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "config.json"
-    path.write_text(json.dumps({"_name_or_path": model_id, **cfg}, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps({"_name_or_path": model_id, **cfg}, indent=2) + "\n"
+    path.write_text(text, encoding="utf-8")
     return path

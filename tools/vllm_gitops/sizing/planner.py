@@ -366,7 +366,7 @@ def plan_scopes(paths: list[Path], repo_root: Path,
     """`tools/plan PATH`: render the targets and plan every vLLM workload found."""
     from vllm_gitops.pipeline import load_scopes  # the lead's renderer; imported lazily
 
-    plans = []
+    plans: list[WorkloadPlan] = []
     for scope in load_scopes(paths, repo_root):
         plans.extend(plan_workload(wl, scope, extra_catalogs) for wl in find_vllm_workloads(scope))
     return plans

@@ -105,7 +105,7 @@ def _attention(model: ModelSpec, tp: int) -> ParamCount:
     d = model.head_dim
     kv = kv_heads_per_gpu(model, tp)
     linear = 2 * h * heads * d / tp + 2 * h * kv * d
-    plain = model.norms_per_layer * h + (2 * d if model.qk_norm else 0)
+    plain = float(model.norms_per_layer * h + (2 * d if model.qk_norm else 0))
     if model.qkv_bias:
         plain += heads * d / tp + 2 * kv * d
     if model.o_bias:

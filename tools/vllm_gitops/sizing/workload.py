@@ -42,8 +42,8 @@ class Probe:
         if not isinstance(probe, dict):
             return None
         delay = float(probe.get("initialDelaySeconds", 0))
-        budget = delay + float(probe.get("failureThreshold", 3)) * float(probe.get("periodSeconds", 10))
-        return cls(kind, budget)
+        period = float(probe.get("periodSeconds", 10))
+        return cls(kind, delay + float(probe.get("failureThreshold", 3)) * period)
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,16 @@ def is_vllm_container(container: dict[str, Any]) -> bool:
     repo = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
     if "vllm" in repo.rsplit("/", 1)[-1]:
         return True
-    argv = " ".join(str(x) for x in [*(container.get("command") or []), *(container.get("args") or [])])
+    argv = " ".join(_raw_argv(container))
     return bool(re.search(r"\bvllm\s+serve\b|vllm\.entrypoints\.openai\.api_server", argv))
 
 
+def _raw_argv(container: dict[str, Any]) -> list[str]:
+    return [str(x) for x in [*(container.get("command") or []), *(container.get("args") or [])]]
+
+
 def _argv(container: dict[str, Any]) -> list[str]:
-    tokens = [str(x) for x in [*(container.get("command") or []), *(container.get("args") or [])]]
+    tokens = _raw_argv(container)
     for i, token in enumerate(tokens[:-1]):
         if token in ("-c", "-lc") and tokens[i - 1].rsplit("/", 1)[-1] in ("sh", "bash", "ash"):
             try:
@@ -124,7 +128,8 @@ def _env(container: dict[str, Any], scope: Scope, namespace: str | None,
         config_map = scope.find("ConfigMap", str(ref), namespace) if ref else None
         if config_map is not None:
             prefix = str(source.get("prefix", ""))
-            values.update({prefix + str(k): str(v) for k, v in (config_map.get("data") or {}).items()})
+            data = config_map.get("data") or {}
+            values.update({prefix + str(k): str(v) for k, v in data.items()})
     for item in container.get("env") or []:
         name = str(item.get("name", ""))
         if "value" in item:
@@ -239,14 +244,15 @@ def _cache_volume(resource: Resource, container: dict[str, Any], env: dict[str, 
     pod = resource.get(*spec_path) or {}
     cache_path = env.get("HF_HOME") or env.get("HF_HUB_CACHE") or HF_CACHE_DEFAULT
     mounts = container.get("volumeMounts") or []
-    mount = next((m for m in mounts if cache_path.startswith(str(m.get("mountPath", "")).rstrip("/"))
-                  and m.get("mountPath") not in ("/", None)), None)
+    mount = next((m for m in mounts if m.get("mountPath") not in ("/", None)
+                  and cache_path.startswith(str(m["mountPath"]).rstrip("/"))), None)
     if mount is None:
         mount = next((m for m in mounts if re.search(r"huggingface|model|cache",
                                                       str(m.get("mountPath", "")))), None)
     if mount is None:
         return CacheVolume("none")
-    volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), {})
+    volumes: list[dict[str, Any]] = pod.get("volumes") or []
+    volume = next((v for v in volumes if v.get("name") == mount.get("name")), {})
     path = str(mount.get("mountPath"))
     if "emptyDir" in volume:
         return CacheVolume("emptyDir", path)

@@ -1,0 +1,195 @@
+"""The repository's own manifests: the guide's system, rendered the way Flux and Argo CD would."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vllm_gitops.pipeline import ScopeLoader, Target, discover_targets, validate
+from vllm_gitops.resources import Resource
+from vllm_gitops.routes import expected_routes_text, routes_files
+from vllm_gitops.scope import Scope
+from vllm_gitops.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def loader() -> ScopeLoader:
+    return ScopeLoader(load_settings(REPO_ROOT))
+
+
+def cluster(loader: ScopeLoader, name: str) -> Scope:
+    path = REPO_ROOT / "clusters" / name
+    scope = loader.load(Target(path, f"clusters/{name}", "cluster"))
+    assert scope.findings == []
+    return scope
+
+
+def only(scope: Scope, kind: str, name: str) -> Resource:
+    found = [r for r in scope.resources if r.kind == kind and r.name == name]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
+    return found[0]
+
+
+def vllm_container(statefulset: Resource) -> dict[str, Any]:
+    containers = statefulset.get("spec", "template", "spec", "containers")
+    return next(c for c in containers if c["name"] == "vllm")
+
+
+def quantity_gib(text: str) -> float:
+    units = {"Gi": 1.0, "Mi": 1 / 1024, "Ti": 1024.0}
+    return float(text[:-2]) * units[text[-2:]]
+
+
+def test_targets_are_discovered() -> None:
+    names = {t.name for t in discover_targets(load_settings(REPO_ROOT))}
+    expected = {"clusters/dev/flux", "clusters/dev/argocd", "clusters/prod/flux",
+                "clusters/prod/argocd", "overlays/dev", "overlays/staging", "overlays/prod",
+                "base/vllm", "base/storage", "base/karpenter", "base/litellm"}
+    assert expected <= names
+    assert not any(name.startswith("base/components") for name in names)  # components
+
+
+def test_flux_entry_point_orders_infrastructure_before_apps(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "prod/flux")
+    assert only(scope, "GitRepository", "vllm-gitops").namespace == "flux-system"
+    infra = only(scope, "Kustomization", "infrastructure")
+    apps = only(scope, "Kustomization", "apps")
+    assert infra.get("spec", "path") == "./overlays/prod/infrastructure"
+    assert apps.get("spec", "path") == "./overlays/prod/apps"
+    assert apps.get("spec", "dependsOn") == [{"name": "infrastructure"}]
+
+
+def test_argocd_entry_point_uses_sync_waves(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "prod/argocd")
+    waves = {r.get("spec", "source", "path"):
+             r.annotations["argocd.argoproj.io/sync-wave"]
+             for r in scope.of_kind("Application")}
+    assert waves == {"overlays/prod/infrastructure": "-1", "overlays/prod/apps": "0"}
+    # The Argo CD scope holds what the Applications sync, like Flux's.
+    only(scope, "StatefulSet", "vllm-qwen3")
+
+
+def test_prod_serves_the_guides_model_on_four_gpus(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "prod/flux")
+    server = only(scope, "StatefulSet", "vllm-qwen3")
+    assert server.namespace == "inference"
+    container = vllm_container(server)
+    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["args"][0] == "Qwen/Qwen3-14B"
+    assert "--tensor-parallel-size=4" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    pod = server.get("spec", "template", "spec")
+    assert pod["nodeSelector"]["karpenter.sh/nodepool"] == "gpu-g5-g6"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"]
+    assert server.get("spec", "template", "metadata", "annotations") == {
+        "karpenter.sh/do-not-disrupt": "true"}
+
+
+def test_prod_model_server_avoids_the_seed_defects(loader: ScopeLoader) -> None:
+    server = only(cluster(loader, "prod/flux"), "StatefulSet", "vllm-qwen3")
+    container = vllm_container(server)
+    pod = server.get("spec", "template", "spec")
+    # Defect 3: one RWO cache volume per replica, never shared.
+    templates = server.get("spec", "volumeClaimTemplates")
+    assert [t["spec"]["accessModes"] for t in templates] == [["ReadWriteOnce"]]
+    assert templates[0]["spec"]["storageClassName"] == "gp3"
+    # Defect 4: the startup probe covers download + load (30 min), liveness waits for it.
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800
+    assert "initialDelaySeconds" not in container["livenessProbe"]
+    # Defect 5: /dev/shm fits inside the memory limit with room for the server.
+    shm = next(v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
+    limit = quantity_gib(container["resources"]["limits"]["memory"])
+    assert quantity_gib(shm["emptyDir"]["sizeLimit"]) <= limit / 4
+    # Defects 8, 9: no debug logging, no hard-coded GPU list; the token only from a Secret.
+    env = {e["name"]: e for e in container["env"]}
+    assert "CUDA_VISIBLE_DEVICES" not in env and "VLLM_LOGGING_LEVEL" not in env
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+    assert "value" not in env["HF_TOKEN"]
+
+
+def test_prod_infrastructure_is_the_guides_with_fixes(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "prod/flux")
+    gp3 = only(scope, "StorageClass", "gp3")
+    assert gp3.doc["volumeBindingMode"] == "WaitForFirstConsumer"  # defect 18
+    assert gp3.doc["parameters"]["encrypted"] == "true"
+    assert gp3.doc["allowVolumeExpansion"] is True
+    pool = only(scope, "NodePool", "gpu-g5-g6")
+    requirements = {r["key"]: r["values"] for r in pool.get("spec", "template", "spec",
+                                                            "requirements")}
+    assert sorted(requirements["karpenter.k8s.aws/instance-family"]) == ["g5", "g6"]
+    assert requirements["karpenter.k8s.aws/instance-gpu-count"] == ["4"]
+    taints = pool.get("spec", "template", "spec", "taints")
+    assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in taints  # 1
+    assert pool.get("spec", "template", "spec", "expireAfter") == "Never"  # defect 16
+    assert pool.get("spec", "disruption", "consolidationPolicy") == "WhenEmpty"  # defect 17
+    assert "nvidia.com/gpu" in pool.get("spec", "limits")
+    # No Secret object is ever rendered from git (defect 27).
+    assert not list(scope.of_kind("Secret"))
+
+
+def test_prod_gateway_routes_the_guides_name(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "prod/flux")
+    config = next(r for r in scope.of_kind("ConfigMap") if "models.yaml" in r.doc["data"])
+    assert config.doc["data"]["models.yaml"].splitlines()[1:] == [
+        "model_list:",
+        "  - model_name: vllm-server-qwen3",
+        "    litellm_params:",
+        "      model: hosted_vllm/Qwen/Qwen3-14B",
+        "      api_base: http://vllm-qwen3.inference.svc.cluster.local:8000/v1",
+    ]
+    service = only(scope, "Service", "vllm-qwen3")
+    assert service.get("spec", "ports") == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP",
+         "appProtocol": "http"}]
+    litellm = only(scope, "Deployment", "litellm")
+    image = litellm.get("spec", "template", "spec", "containers", 0, "image")
+    assert image.startswith("ghcr.io/berriai/litellm:") and not image.endswith(":latest")
+
+
+def test_dev_runs_the_same_model_on_one_l40s(loader: ScopeLoader) -> None:
+    scope = cluster(loader, "dev/flux")
+    server = only(scope, "StatefulSet", "vllm-qwen3")
+    container = vllm_container(server)
+    assert container["args"][0] == "Qwen/Qwen3-14B"
+    assert "--tensor-parallel-size=1" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert server.get("spec", "template", "spec", "nodeSelector",
+                      "karpenter.sh/nodepool") == "gpu-g6e"
+
+
+def test_committed_routes_match_the_models(loader: ScopeLoader) -> None:
+    files = routes_files(REPO_ROOT)
+    assert {f.relative_to(REPO_ROOT).as_posix() for f in files} >= {
+        "overlays/dev/apps/models.yaml", "overlays/prod/apps/models.yaml"}
+    for path in files:
+        scope = loader.load(Target(path.parent, "x", "overlay"))
+        assert path.read_text() == expected_routes_text(scope), path
+
+
+def test_editing_a_model_without_regenerating_routes_fails_validation(tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    for name in ("base", "overlays", "vllm-gitops.yaml"):
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name)
+        else:
+            shutil.copy(source, copy / name)
+    model = copy / "overlays/prod/apps/models/qwen3/model.yaml"
+    model.write_text(model.read_text().replace("--served-model-name=Qwen/Qwen3-14B",
+                                               "--served-model-name=qwen3"))
+    settings = load_settings(copy)
+    target = Target(copy / "overlays/prod/apps", "overlays/prod/apps", "overlay")
+    report = validate([target], settings)
+    assert [(f.rule, f.file) for f in report.findings if f.severity.value == "error"] == [
+        ("litellm/routes-stale", "overlays/prod/apps/models.yaml")]
+    routes = copy / "overlays/prod/apps/models.yaml"
+    routes.write_text(expected_routes_text(ScopeLoader(settings).load(target)))
+    assert "model: hosted_vllm/qwen3\n" in routes.read_text()
+    assert validate([target], settings).summary()["errors"] == 0

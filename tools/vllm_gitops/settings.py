@@ -109,7 +109,8 @@ def _apply_config_file(settings: Settings, path: Path) -> Settings:
         raise ToolError(f"engine must be one of {', '.join(ENGINES)}", file=CONFIG_FILE)
     return settings.with_overrides(
         kubernetes_version=data.get("kubernetesVersion"),
-        schema_locations=tuple(str(x) for x in data["schemaLocations"])
+        schema_locations=tuple(_from_repo(str(x), settings.repo_root)
+                               for x in data["schemaLocations"])
         if "schemaLocations" in data
         else None,
         missing_schema_is_error=data.get("missingSchemaIsError"),

@@ -58,15 +58,18 @@ class KubeconformEngine:
                            if (f := self._finding(item, valid))]
 
     def _finding(self, item: dict[str, Any], resources: list[Resource]) -> Finding | None:
+        # https://github.com/yannh/kubeconform/blob/master/pkg/output/json.go
         status = item.get("status", "")
-        if status in ("statusValid", "statusSkipped"):
+        if status in ("statusValid", "statusSkipped", "statusEmpty", ""):
             return None
         resource = next((r for r in resources if r.kind == item.get("kind")
-                         and r.name == item.get("name")), None)
+                         and r.name == item.get("name")
+                         and r.api_version == item.get("version", r.api_version)), None)
         if resource is None:
             return None
-        severity = Severity.WARNING if status == "statusMissing" else Severity.ERROR
-        rule = "schema/missing" if status == "statusMissing" else "schema/invalid"
+        missing = "could not find schema" in str(item.get("msg", ""))
+        severity = Severity.WARNING if missing else Severity.ERROR
+        rule = "schema/missing" if missing else "schema/invalid"
         errors = item.get("validationErrors") or [{"path": "", "msg": item.get("msg", status)}]
         first = errors[0]
         path = tuple(p for p in str(first.get("path", "")).split("/") if p)

@@ -293,7 +293,9 @@ def _workload(resource: Resource, path: tuple[str | int, ...], container: dict[s
     shell = "-c" in [str(x) for x in container.get("command") or []]
     argv = [_expand(token, env, shell) for token in _argv(container)]
     model, flags = parse_flags(argv)
-    problems = [f"env {name} is not resolvable from the manifests" for name in unresolved]
+    line = " ".join(argv)
+    problems = [f"$({name}) in the command line is not resolvable from the manifests"
+                for name in unresolved if f"$({name})" in line or f"${name}" in line]
     if model and "$" in model:
         problems.append(f"model reference {model!r} could not be resolved")
     model = resource.annotations.get(_MODEL_ANNOTATION) or model

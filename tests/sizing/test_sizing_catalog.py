@@ -1,0 +1,180 @@
+"""Model, GPU and instance catalogs: the facts the sizing rests on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sizing_helpers import dense_config
+from vllm_gitops.errors import ToolError
+from vllm_gitops.sizing.engine_args import EngineArgs, resolve
+from vllm_gitops.sizing.hardware import (
+    cheapest_instance,
+    custom_gpu,
+    find_gpu,
+    find_instance,
+    gpu_catalog,
+    instance_catalog,
+)
+from vllm_gitops.sizing.memory import kv_bytes_per_token
+from vllm_gitops.sizing.models import SLIDING, load_model, load_model_config, parse_config
+from vllm_gitops.sizing.version import parse_version
+from vllm_gitops.sizing.weights import total_params
+
+ISSUE_MODELS = [
+    "Qwen/Qwen3-0.6B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B",
+    "Qwen/Qwen3-235B-A22B", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-72B-Instruct",
+    "meta-llama/Meta-Llama-3-8B", "meta-llama/Llama-3.1-8B-Instruct",
+    "meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.3-70B-Instruct",
+    "mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    "google/gemma-2-9b-it", "google/gemma-3-12b-it", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "deepseek-ai/DeepSeek-V2-Lite-Chat",
+    "deepseek-ai/DeepSeek-R1", "openai/gpt-oss-20b", "openai/gpt-oss-120b",
+]
+
+# (layers, hidden, heads, kv heads, head_dim, vocab, tied, max_model_len) from vllm-memory-model.md §2
+FACTS = {
+    "Qwen/Qwen3-0.6B": (28, 1024, 16, 8, 128, 151936, True, 40960),
+    "Qwen/Qwen3-14B": (40, 5120, 40, 8, 128, 151936, False, 40960),
+    "Qwen/Qwen3-30B-A3B": (48, 2048, 32, 4, 128, 151936, False, 40960),
+    "meta-llama/Llama-3.1-8B-Instruct": (32, 4096, 32, 8, 128, 128256, False, 131072),
+    "google/gemma-2-9b-it": (42, 3584, 16, 8, 256, 256000, True, 8192),
+    "google/gemma-3-12b-it": (48, 3840, 16, 8, 256, 262208, True, 131072),
+    "openai/gpt-oss-20b": (24, 2880, 64, 8, 64, 201088, False, 131072),
+    "Qwen/Qwen2.5-7B-Instruct": (28, 3584, 28, 4, 128, 152064, False, 32768),
+}
+
+# Published / derived totals in billions (vllm-memory-model.md §2 "Total params").
+PARAMS_B = {
+    "meta-llama/Llama-3.1-8B-Instruct": 8.03, "meta-llama/Llama-3.1-70B-Instruct": 70.55,
+    "mistralai/Mistral-7B-Instruct-v0.3": 7.25, "Qwen/Qwen2.5-7B-Instruct": 7.62,
+    "openai/gpt-oss-20b": 20.91, "openai/gpt-oss-120b": 116.83, "Qwen/Qwen3-14B": 14.77,
+    "Qwen/Qwen3-30B-A3B": 30.53, "Qwen/Qwen3-235B-A22B": 235.09, "deepseek-ai/DeepSeek-R1": 671.03,
+}
+
+
+@pytest.mark.parametrize("model_id", ISSUE_MODELS)
+def test_every_issue_model_is_in_the_catalog(model_id: str) -> None:
+    model = load_model(model_id)
+    assert model.num_layers > 0 and model.derived_max_model_len > 0
+
+
+@pytest.mark.parametrize(("model_id", "facts"), FACTS.items())
+def test_config_facts(model_id: str, facts: tuple[Any, ...]) -> None:
+    m = load_model(model_id)
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_kv_heads, m.head_dim,
+            m.vocab_size, m.tie_word_embeddings, m.derived_max_model_len) == facts
+
+
+@pytest.mark.parametrize(("model_id", "billions"), PARAMS_B.items())
+def test_parameter_count_matches_published_totals(model_id: str, billions: float) -> None:
+    assert total_params(load_model(model_id)) / 1e9 == pytest.approx(billions, abs=0.01)
+
+
+def test_kv_bytes_per_token_by_hand() -> None:
+    # Qwen3-14B: 2 (K,V) x 40 layers x 8 KV heads x 128 head_dim x 2 bytes = 163,840 (160 KiB)
+    model = load_model("Qwen/Qwen3-14B")
+    gpu = find_gpu("H100")
+    version = parse_version("0.11.0")
+    assert kv_bytes_per_token(model, resolve(EngineArgs(), model, gpu, version)) == 163_840
+    tp4 = resolve(EngineArgs(tensor_parallel_size=4), model, gpu, version)
+    assert kv_bytes_per_token(model, tp4) == 163_840 // 4
+    fp8 = resolve(EngineArgs(kv_cache_dtype="fp8"), model, gpu, version)
+    assert kv_bytes_per_token(model, fp8) == 163_840 // 2
+
+
+def test_mla_kv_is_one_latent_per_layer_and_not_split_by_tp() -> None:
+    model = load_model("deepseek-ai/DeepSeek-V2-Lite-Chat")
+    gpu, version = find_gpu("H100"), parse_version("0.19.0")
+    for tp in (1, 2):
+        args = resolve(EngineArgs(tensor_parallel_size=tp), model, gpu, version)
+        assert kv_bytes_per_token(model, args) == 27 * (512 + 64) * 2  # 31,104
+
+
+def test_sliding_window_layouts() -> None:
+    gemma3 = load_model("google/gemma-3-12b-it")
+    assert gemma3.layer_types.count(SLIDING) == 40 and gemma3.sliding_window == 1024
+    assert gemma3.vision_params > 0
+    gemma2 = load_model("google/gemma-2-9b-it")
+    assert gemma2.layer_types.count(SLIDING) == 21 and gemma2.layer_types[0] == SLIDING
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    assert gpt_oss.layer_types.count(SLIDING) == 18 and gpt_oss.sliding_window == 128
+    assert gpt_oss.native_quantization == "mxfp4"
+    assert load_model("Qwen/Qwen2.5-7B-Instruct").sliding_window is None  # use_sliding_window off
+
+
+def test_moe_and_mla_facts() -> None:
+    r1 = load_model("deepseek-ai/DeepSeek-R1")
+    assert r1.mla is not None and r1.moe is not None
+    assert r1.moe_layers[:3] == (False, False, False) and all(r1.moe_layers[3:])
+    assert r1.native_quantization == "fp8"
+    qwen_moe = load_model("Qwen/Qwen3-30B-A3B")
+    assert qwen_moe.moe is not None
+    assert (qwen_moe.moe.num_experts, qwen_moe.moe.experts_per_token) == (128, 8)
+
+
+def test_rope_scaling_and_derived_max_len() -> None:
+    linear = parse_config(dense_config(rope_scaling={"rope_type": "linear", "factor": 4.0}), "x/y")
+    assert linear.derived_max_model_len == 4 * 32768
+    llama3 = parse_config(dense_config(rope_scaling={"rope_type": "llama3", "factor": 8.0}), "x/y")
+    assert llama3.derived_max_model_len == 32768
+
+
+def test_unknown_model_says_how_to_add_it() -> None:
+    with pytest.raises(ToolError) as exc:
+        load_model("acme/never-heard-of-it")
+    message = str(exc.value)
+    assert "catalog/models/acme/never-heard-of-it/config.json" in message
+    assert "--model-config" in message and "--fetch" in message
+
+
+def test_user_dropped_config_and_model_config_file(
+    write_config: Callable[[dict[str, Any], str], Path],
+) -> None:
+    path = write_config(dense_config(num_hidden_layers=12), "acme/small")
+    model = load_model("acme/small", [path.parents[2]])
+    assert model.num_layers == 12 and model.model_id == "acme/small"
+    assert load_model_config(path).num_layers == 12
+
+
+def test_broken_model_config_is_a_tool_error(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ToolError):
+        load_model_config(bad)
+    bad.write_text('{"hidden_size": 10}', encoding="utf-8")
+    with pytest.raises(ToolError, match="num_hidden_layers"):
+        load_model_config(bad)
+
+
+def test_gpu_catalog_names_and_memory() -> None:
+    assert find_gpu("h100").torch_total_gib == 79.19
+    assert find_gpu("A100-40GB").torch_total_gib == 39.38
+    assert find_gpu("a10g").key == "A10G"
+    assert find_gpu("L40S").torch_total_gib == 44.42
+    for name in ("A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200", "B200"):
+        gpu = find_gpu(name)
+        assert gpu.label_memory_mib is not None
+        assert gpu.torch_total_gib < gpu.label_memory_mib / 1024  # torch sees less than the label
+    with pytest.raises(ToolError, match="--gpu-memory-gib"):
+        find_gpu("Voodoo5")
+    assert custom_gpu(47.5).torch_total_gib == 47.5
+    with pytest.raises(ToolError):
+        custom_gpu(0)
+
+
+def test_instance_catalog() -> None:
+    catalog = instance_catalog()
+    assert len(catalog) == 53
+    g5 = find_instance("g5.12xlarge")
+    assert (g5.gpus, g5.gpu.key, g5.vcpus, g5.memory_mib, g5.usd_per_hour) == (
+        4, "A10G", 48, 196608, 5.672)
+    assert find_instance("p5e.48xlarge").usd_per_hour is None
+    assert {i.gpu.key for i in catalog.values()} <= set(gpu_catalog())
+    cheapest = cheapest_instance(find_gpu("L4"), 4)
+    assert cheapest is not None and cheapest.name == "g6.12xlarge"
+    with pytest.raises(ToolError):
+        find_instance("m5.large")

@@ -76,8 +76,7 @@ def test_exemption_needs_a_reason(tmp_path: Path) -> None:
     with_reason.write_text(exempted.replace("{}", "endpoints come from an operator"))
     without = tmp_path / "without.yaml"
     without.write_text(exempted.replace("{}", ""))
-    settings = load_settings(REPO_ROOT)
-    loader = ScopeLoader(settings)
+    loader = ScopeLoader(load_settings(tmp_path))
     ok = run_policies(loader.load(Target(with_reason, "x", "paths")))
     bad = run_policies(loader.load(Target(without, "x", "paths")))
     assert [f.rule for f in ok] == []

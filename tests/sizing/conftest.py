@@ -33,7 +33,8 @@ def make_scope() -> Callable[[str], Scope]:
 
     def build(text: str, name: str = "test") -> Scope:
         docs = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
-        return Scope(name=name, kind="paths", resources=[Resource(doc=d, target=name) for d in docs])
+        resources = [Resource(doc=d, target=name) for d in docs]
+        return Scope(name=name, kind="paths", resources=resources)
 
     return build
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def dense_config(**overrides: Any) -> dict[str, Any]:
@@ -16,3 +22,10 @@ def dense_config(**overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
+
+
+def run_plan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`tools/plan ARGS` in a fresh interpreter, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools")}
+    return subprocess.run([sys.executable, "-m", "vllm_gitops.cli.plan", *args], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)

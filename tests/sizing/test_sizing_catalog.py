@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sizing_helpers import dense_config
+
 from vllm_gitops.errors import ToolError
 from vllm_gitops.sizing.engine_args import EngineArgs, resolve
 from vllm_gitops.sizing.hardware import (
@@ -35,7 +35,8 @@ ISSUE_MODELS = [
     "deepseek-ai/DeepSeek-R1", "openai/gpt-oss-20b", "openai/gpt-oss-120b",
 ]
 
-# (layers, hidden, heads, kv heads, head_dim, vocab, tied, max_model_len) from vllm-memory-model.md §2
+# (layers, hidden, heads, kv heads, head_dim, vocab, tied, max_model_len):
+# vllm-memory-model.md §2
 FACTS = {
     "Qwen/Qwen3-0.6B": (28, 1024, 16, 8, 128, 151936, True, 40960),
     "Qwen/Qwen3-14B": (40, 5120, 40, 8, 128, 151936, False, 40960),
@@ -178,3 +179,11 @@ def test_instance_catalog() -> None:
     assert cheapest is not None and cheapest.name == "g6.12xlarge"
     with pytest.raises(ToolError):
         find_instance("m5.large")
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "org/..", "no-slash", "a/b/c"])
+def test_fetch_refuses_ids_that_are_not_org_slash_name(bad: str) -> None:
+    from vllm_gitops.sizing.models import fetch_config
+
+    with pytest.raises(ToolError, match="not a Hugging Face model id"):
+        fetch_config(bad)

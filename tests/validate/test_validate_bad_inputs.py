@@ -301,10 +301,6 @@ def test_symlinked_folder_in_a_folder_of_yaml_is_not_followed(
     assert run.json()["summary"]["resources"] == 1
 
 
-@pytest.mark.xfail(reason="BUG: pipeline.ScopeLoader._load_path (folder branch) reads every "
-                   "*.yaml found by rglob, including symlinks to files outside the "
-                   "repository; it never checks the real path (kustomization.Preflight does)",
-                   strict=True)
 def test_symlinked_file_in_a_folder_of_yaml_is_not_read(validate: Callable[..., Any],
                                                         scratch_repo: Path) -> None:
     outside = make_outside(scratch_repo.parent)
@@ -322,10 +318,6 @@ def test_symlinked_file_in_a_folder_of_yaml_is_not_read(validate: Callable[..., 
     assert str(outside) not in run.stdout
 
 
-@pytest.mark.xfail(reason="BUG: kustomization.preflight/_walk_kustomization reads a "
-                   "kustomization.yaml that is a symlink to a file outside the repository "
-                   "(inside_repo is only checked for entries, not for kustomization files)",
-                   strict=True)
 def test_kustomization_file_symlinked_outside(validate: Callable[..., Any],
                                               scratch_repo: Path) -> None:
     outside = make_outside(scratch_repo.parent)
@@ -338,10 +330,6 @@ def test_kustomization_file_symlinked_outside(validate: Callable[..., Any],
         ("kustomize/path-outside-repo", "app/kustomization.yaml")]
 
 
-@pytest.mark.xfail(reason="BUG: load._rel calls Path.resolve(), which raises RuntimeError on "
-                   "a symlink loop (-> 'internal error', exit 2) and names a dangling "
-                   "symlink by its missing target instead of the link in the repository",
-                   strict=True)
 def test_broken_symlinks_in_a_folder_of_yaml(validate: Callable[..., Any],
                                              scratch_repo: Path) -> None:
     write(scratch_repo / "docs" / "ok.yaml", CONFIG_MAP.format(name="ok"))

@@ -321,9 +321,6 @@ def test_several_paths_form_one_scope(validate: Callable[..., Any], scratch_repo
     assert alone.code == 1
 
 
-@pytest.mark.xfail(reason="BUG: pipeline.ScopeLoader._load_path reads the files of a folder "
-                   "without marking them visited, so a file given both directly and through "
-                   "its folder is loaded twice (resources counted twice)", strict=True)
 def test_overlapping_paths_count_each_document_once(validate: Callable[..., Any],
                                                     scratch_repo: Path) -> None:
     _scope_repo(scratch_repo)
@@ -363,9 +360,6 @@ def test_no_path_validates_every_target_of_the_repository(validate: Callable[...
     assert run.code == 0
 
 
-@pytest.mark.xfail(reason="BUG: report/sarif.py puts the repo path into artifactLocation.uri "
-                   "as is; SARIF 2.1.0 (3.10) requires a valid URI reference, so a space "
-                   "must be percent-encoded", strict=True)
 def test_sarif_uri_is_percent_encoded(validate: Callable[..., Any], scratch_repo: Path) -> None:
     write(scratch_repo / "my model.yaml", CONFIG_MAP.format(name="x").replace("data:", "dataa:"))
     run = validate("my model.yaml", "-f", "sarif", cwd=scratch_repo)

@@ -197,11 +197,6 @@ spec:
 """
 
 
-@pytest.mark.xfail(
-    reason="BUG: Resource.location_of maps list indexes positionally, but kustomize's "
-    "strategic merge reorders lists merged by key (the patched container comes first), so "
-    "an error in the base's unpatched container is reported at the other container's line",
-    strict=True)
 def test_error_in_unpatched_list_item_keeps_its_line(validate: Callable[..., Any],
                                                      scratch_repo: Path) -> None:
     write(scratch_repo / "base" / "kustomization.yaml", BASE_KUSTOMIZATION)

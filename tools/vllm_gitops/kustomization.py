@@ -122,6 +122,11 @@ def _walk_kustomization(state: Preflight, path: Path) -> Any:
     if real in state._seen:
         return None
     state._seen.add(real)
+    if not state.inside_repo(path):
+        state.problem("kustomize/path-outside-repo",
+                      f"{path.name} is a symlink to a file outside the repository; Flux and "
+                      "Argo CD only see this repository", path, None)
+        return None
     docs = check_yaml_file(state, path)
     if not docs:
         return None

@@ -11,7 +11,13 @@ from vllm_gitops.findings import Finding, Severity, SourceLocation
 from vllm_gitops.kustomization import GeneratedData, PatchDocument
 from vllm_gitops.render import ORIGIN_ANNOTATION, TRANSFORMATIONS_ANNOTATION
 from vllm_gitops.resources import Resource, SourceLayer
-from vllm_gitops.yamlsafe import YamlDocument, YamlProblem, load_file, load_stream_fast
+from vllm_gitops.yamlsafe import (
+    FieldPath,
+    YamlDocument,
+    YamlProblem,
+    load_file,
+    load_stream_fast,
+)
 
 
 @lru_cache(maxsize=4096)
@@ -125,7 +131,7 @@ def _generated_layers(resource: Resource, generated: list[GeneratedData],
     layers = []
     for item in generated:
         if item.kind == resource.kind and resource.name.startswith(item.name):
-            lines = {("data", item.key): 1, ("binaryData", item.key): 1}
+            lines: dict[FieldPath, int] = {("data", item.key): 1, ("binaryData", item.key): 1}
             layers.append(SourceLayer(_rel(item.file, repo_root), YamlDocument(None, 1, lines)))
     return layers
 
@@ -153,7 +159,8 @@ def _name(data: dict[str, Any]) -> str:
 
 
 def _rel(path: Path, repo_root: Path) -> str:
+    # abspath, not resolve(): name a symlink as it stands in the repository (and never loop)
     try:
-        return path.resolve().relative_to(repo_root.resolve()).as_posix()
+        return Path(os.path.abspath(path)).relative_to(repo_root.resolve()).as_posix()
     except ValueError:
         return path.as_posix()

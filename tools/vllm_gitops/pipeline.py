@@ -125,12 +125,13 @@ class ScopeLoader:
         return scope
 
     def _load_path(self, scope: Scope, path: Path, visited: set[Path]) -> None:
+        if not path.is_dir():
+            self._load_file(scope, path, visited)
+            return
         if path in visited:
             return
         visited.add(path)
-        if path.is_file():
-            self._add(scope, *resources_from_file(path, self.settings.repo_root, scope.name))
-        elif kustomization_file(path) is not None:
+        if kustomization_file(path) is not None:
             if path not in self._rendered:
                 self._rendered[path] = self._render_folder(path)
             rendered = self._rendered[path]
@@ -140,8 +141,24 @@ class ScopeLoader:
         else:
             for file in sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES):
                 if not any(part.startswith(".") for part in file.relative_to(path).parts):
-                    self._add(scope, *resources_from_file(file, self.settings.repo_root,
-                                                          scope.name))
+                    self._load_file(scope, file, visited)
+
+    def _load_file(self, scope: Scope, file: Path, visited: set[Path]) -> None:
+        """One YAML file, read once per scope and never followed out of the repository."""
+        root = self.settings.repo_root
+        real = Path(os.path.realpath(file))
+        if real in visited or not (real.is_file() or file.is_symlink()):
+            return  # already read (overlapping paths), or a folder/FIFO named *.yaml
+        visited.add(real)
+        if real != root and root not in real.parents:
+            rel = Path(os.path.abspath(file)).relative_to(root).as_posix()
+            scope.findings.append(Finding(
+                "yaml/path-outside-repo", Severity.ERROR,
+                f"{rel} is a symlink that leads outside the repository (or nowhere); "
+                "Flux and Argo CD only see this repository, so it is not read", scope.name,
+                location=SourceLocation(rel, None)))
+            return
+        self._add(scope, *resources_from_file(file, root, scope.name))
 
     def _render_folder(self, folder: Path) -> RenderedFolder:
         root = self.settings.repo_root

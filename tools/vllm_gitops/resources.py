@@ -66,15 +66,47 @@ class Resource:
         return ResourceRef(self.api_version, self.kind, self.name, self.namespace)
 
     def location_of(self, path: FieldPath) -> SourceLocation | None:
-        """Where a field was written: the deepest known prefix, the last patch winning."""
-        for depth in range(len(path), 0, -1):
-            prefix = tuple(path[:depth])
-            for layer in reversed(self.layers):
-                line = layer.document.field_lines.get(prefix) if layer.document else None
-                if line is not None:
-                    return SourceLocation(layer.file, line)
-        return self.source
+        """Where a field was written: the deepest known prefix, the last patch winning.
 
+        List items are matched by their `name` (the merge key of containers, ports, env,
+        volumes...), since a strategic-merge patch may reorder a list.
+        """
+        best: tuple[int, int, SourceLocation] | None = None
+        for order, layer in enumerate(self.layers):
+            if layer.document is None:
+                continue
+            translated = self._path_in(layer.document.data, path)
+            for depth in range(len(translated), 0, -1):
+                line = layer.document.field_lines.get(translated[:depth])
+                if line is not None:
+                    if best is None or (depth, order) >= best[:2]:
+                        best = (depth, order, SourceLocation(layer.file, line))
+                    break
+        return best[2] if best else self.source
+
+    def _path_in(self, source: Any, path: FieldPath) -> FieldPath:
+        """The longest prefix of a rendered field path, as indexes into a source document."""
+        if source is None:  # a synthetic layer (generated data): keys are as rendered
+            return path
+        out: list[str | int] = []
+        node: Any = self.doc
+        for step in path:
+            if isinstance(step, int):
+                if not (isinstance(node, list) and isinstance(source, list)
+                        and 0 <= step < len(node)):
+                    break
+                index = _same_item(node[step], source, step)
+                if index is None:
+                    break
+                node, source = node[step], source[index]
+                out.append(index)
+            else:
+                if not (isinstance(node, dict) and isinstance(source, dict) and step in source):
+                    out.append(step)  # the key itself may still have a line
+                    break
+                node, source = node.get(step), source[step]
+                out.append(step)
+        return tuple(out)
     def get(self, *path: str | int, default: Any = None) -> Any:
         """Walk dict keys / list indexes; `default` when any step is missing."""
         node: Any = self.doc
@@ -85,6 +117,15 @@ class Resource:
                 return default
             node = node[step]
         return node
+
+
+def _same_item(item: Any, items: list[Any], position: int) -> int | None:
+    """Index in `items` of the entry matching `item` by name, else by position."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if name is not None:
+        return next((i for i, other in enumerate(items)
+                     if isinstance(other, dict) and other.get("name") == name), None)
+    return position if position < len(items) else None
 
 
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}

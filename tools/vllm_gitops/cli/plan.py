@@ -158,7 +158,7 @@ def plan_command(
     spec = _model(model, model_config, fetch, catalogs)
     version = parse_version(vllm_version or DEFAULT_VERSION)
     args = EngineArgs(
-        tensor_parallel_size=tensor_parallel_size or 1,
+        tensor_parallel_size=1 if tensor_parallel_size is None else tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.pipeline import Report
@@ -34,7 +35,7 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
         "properties": {"target": finding.target},
     }
     if finding.file:
-        physical: dict[str, Any] = {"artifactLocation": {"uri": finding.file}}
+        physical: dict[str, Any] = {"artifactLocation": {"uri": quote(finding.file)}}
         if finding.line:
             physical["region"] = {"startLine": finding.line}
         result["locations"] = [{"physicalLocation": physical}]

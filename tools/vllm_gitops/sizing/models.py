@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from vllm_gitops.errors import ToolError
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CATALOG_ENV = "VLLM_GITOPS_MODEL_CATALOG"
 HUB_URL = "https://huggingface.co/{model}/resolve/main/{file}"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 FULL = "full"
 SLIDING = "sliding"
@@ -362,6 +364,8 @@ def hub_token() -> str | None:
 
 def fetch_config(model_id: str, destination: Path | None = None, timeout: float = 30.0) -> Path:
     """Download config.json from the Hugging Face Hub and cache it in the catalog folder."""
+    if not _HUB_ID.match(model_id):
+        raise ToolError(f"{model_id!r} is not a Hugging Face model id (expected org/name)")
     target_dir = (destination or catalog_dirs()[-1]) / model_id
     request = urllib.request.Request(HUB_URL.format(model=model_id, file="config.json"))
     token = hub_token()

@@ -213,7 +213,8 @@ def _cheapest_per_shape() -> list[InstanceType]:
 def recommend(model: ModelSpec, engine_args: EngineArgs, version: VllmVersion,
               ) -> list[Recommendation]:
     """Instance types and TP sizes that fit, cheapest first. Rows that start only with a
-    shorter context are kept (marked) when nothing fits the requested one."""
+    shorter context are kept when they are cheaper than every row that fits (a trade-off
+    worth showing), or when nothing fits the requested context."""
     legal = legal_tp_sizes(model)
     rows = []
     for inst in _cheapest_per_shape():
@@ -225,7 +226,10 @@ def recommend(model: ModelSpec, engine_args: EngineArgs, version: VllmVersion,
         if result.memory.stages and result.memory.longest_context > 0:
             rows.append(Recommendation(inst, tp, result))
     fitting = [r for r in rows if r.fits_requested]
-    chosen = fitting or [r for r in rows if _starts_shorter(r)]
+    cheapest_fit = min((r.instance.usd_per_hour or 0.0 for r in fitting), default=float("inf"))
+    shorter = [r for r in rows if _starts_shorter(r)
+               and (r.instance.usd_per_hour or 0.0) < cheapest_fit]
+    chosen = fitting + shorter
     chosen.sort(key=lambda r: (r.instance.usd_per_hour or 0.0, r.instance.gpus))
     return chosen
 

@@ -144,10 +144,13 @@ def recommendations(model: ModelSpec, rows: list[Recommendation], args: EngineAr
     if not rows:
         return "\n".join([*lines, "No instance type in the catalog can serve this model "
                           "(weights do not fit even on 8 GPUs): use a quantized checkpoint."])
-    if not rows[0].fits_requested:
+    if not any(r.fits_requested for r in rows):
         lines.append(f"Nothing fits {wanted:,} tokens; these start with a shorter "
                      "--max-model-len (see 'longest ctx'):")
-    header = (f"{'instance':18} {'GPUs':13} {'TP':>2} {'weights/GPU':>11} {'KV tokens':>11} "
+    elif not rows[0].fits_requested:
+        lines.append("Rows marked 'too long' are cheaper but need --max-model-len at most "
+                     "their 'longest ctx':")
+    header = (f"{'instance':18} {'GPUs':16} {'TP':>2} {'weights/GPU':>11} {'KV tokens':>11} "
               f"{'longest ctx':>11} {'conc@' + format(wanted, ','):>13} {'cold start':>10} "
               f"{'$/hour':>8}")
     lines += [header, "-" * len(header)]
@@ -155,7 +158,7 @@ def recommendations(model: ModelSpec, rows: list[Recommendation], args: EngineAr
         lines.append(_row(rec))
     if len(rows) > top:
         lines.append(f"... {len(rows) - top} more (--top N or --format json)")
-    best = rows[0]
+    best = next((r for r in rows if r.fits_requested), rows[0])
     lines += ["", f"Cheapest: {best.instance.name} with --tensor-parallel-size "
               f"{best.tensor_parallel_size}. Details: tools/plan --model {model.model_id} "
               f"--instance-type {best.instance.name} --tensor-parallel-size "
@@ -173,7 +176,7 @@ def _row(rec: Recommendation) -> str:
     startup = f"~{res.startup.cold_s:.0f} s" if res.startup else "-"
     gpus = f"{rec.instance.gpus} x {rec.instance.gpu.key}"
     price = f"{rec.instance.usd_per_hour:.2f}" if rec.instance.usd_per_hour else "-"
-    return (f"{rec.instance.name:18} {gpus:13} {rec.tensor_parallel_size:>2} {weights:>11} "
+    return (f"{rec.instance.name:18} {gpus:16} {rec.tensor_parallel_size:>2} {weights:>11} "
             f"{tokens:>11} {mem.longest_context:>11,} {conc:>13} {startup:>10} {price:>8}")
 
 

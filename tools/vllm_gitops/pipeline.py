@@ -247,8 +247,31 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
         report.findings += run_policies(scope)
     if progress:
         progress(len(targets), len(targets), "")
-    report.findings = sorted(set(report.findings), key=sort_key)
+    report.findings = _collapse_missing_schemas(sorted(set(report.findings), key=sort_key))
     return report
+
+
+def _collapse_missing_schemas(findings: list[Finding]) -> list[Finding]:
+    """Offline, every custom resource lacks a schema: warn once per kind, not per object."""
+    first: dict[tuple[str, str], int] = {}
+    repeats: dict[tuple[str, str], int] = {}
+    kept: list[Finding] = []
+    for finding in findings:
+        if finding.rule != "schema/missing" or finding.severity is not Severity.WARNING or (
+                finding.resource is None):
+            kept.append(finding)
+            continue
+        key = (finding.resource.api_version, finding.resource.kind)
+        if key in first:
+            repeats[key] = repeats.get(key, 0) + 1
+        else:
+            first[key] = len(kept)
+            kept.append(finding)
+    for key, count in repeats.items():
+        original = kept[first[key]]
+        kept[first[key]] = replace(original, message=f"{original.message}; {count} more "
+                                   f"{key[1]} object(s) in this run are not validated either")
+    return kept
 
 
 def load_scopes(paths: list[Path], repo_root: Path) -> list[Scope]:

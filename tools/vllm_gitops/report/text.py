@@ -34,6 +34,9 @@ def render(report: Report, color: bool = False) -> str:
         for finding in sorted(group, key=lambda f: (f.severity.rank, f.file or "", f.line or 0)):
             lines += _finding(finding, color)
         lines.append("")
+    if any(f.rule == "schema/missing" for f in report.findings):
+        lines.append("note: some custom resources were not checked against a schema. Run once "
+                     "online (schemas are cached), or pass --schema-location DIR.")
     summary = report.summary()
     verdict = "FAILED" if summary["errors"] else "OK"
     lines.append(

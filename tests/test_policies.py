@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from support import REPO_ROOT
 from vllm_gitops.findings import Severity
 from vllm_gitops.pipeline import ScopeLoader, Target
 from vllm_gitops.policies.registry import RULES, _load_builtin_rules, run_policies
 from vllm_gitops.settings import load_settings
 
 _load_builtin_rules()
-REPO_ROOT = Path(__file__).resolve().parent.parent
 POLICIES = REPO_ROOT / "policies"
 
 

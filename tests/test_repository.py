@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
+from support import REPO_ROOT
 from vllm_gitops.pipeline import ScopeLoader, Target, discover_targets, validate
 from vllm_gitops.resources import Resource
 from vllm_gitops.routes import expected_routes_text, routes_files
 from vllm_gitops.scope import Scope
 from vllm_gitops.settings import load_settings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from support import REPO_ROOT
+
 BAD_DEPLOYMENT = """\
 apiVersion: apps/v1
 kind: Deployment

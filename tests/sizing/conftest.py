@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from support import REPO_ROOT
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CALIBRATION = REPO_ROOT.parent / "shared" / "reference" / "vllm-kv-calibration.json"
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from support import REPO_ROOT
 
 
 def dense_config(**overrides: Any) -> dict[str, Any]:

@@ -7,52 +7,29 @@ fixtures; it sets up the same environment as the `validate` fixture of tests/con
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from support import REPO_ROOT, Run, run_tool
+
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 MODULE = "vllm_gitops.cli.validate"
-# A guard against hangs only: no test asserts on time.
-TIMEOUT_SECONDS = 120
 SCRATCH_CONFIG = 'kubernetesVersion: "1.34.0"\nschemaLocations: [default]\n'
 
 FindingKey = tuple[str, str | None, int | None]
 
 
-@dataclass
-class CliRun:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
+CliRun = Run
 
 
 def run_validate(*args: str, cwd: Path, crd_schemas: Path, cache_dir: Path,
                  env: dict[str, str] | None = None) -> CliRun:
     """`tools/validate ARGS` in a fresh interpreter, like the `validate` fixture."""
-    full_env = {**os.environ,
-                "VLLM_GITOPS_SCHEMA_LOCATIONS": str(crd_schemas),
+    settings = {"VLLM_GITOPS_SCHEMA_LOCATIONS": str(crd_schemas),
                 "VLLM_GITOPS_MISSING_SCHEMA_IS_ERROR": "1",
-                "VLLM_GITOPS_CACHE_DIR": str(cache_dir),
-                **(env or {})}
-    full_env["PYTHONPATH"] = str(REPO_ROOT / "tools")
-    full_env.pop("VLLM_GITOPS_DEBUG", None)
-    done = subprocess.run([sys.executable, "-m", MODULE, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False)
-    return CliRun(done.returncode, done.stdout, done.stderr)
+                "VLLM_GITOPS_CACHE_DIR": str(cache_dir)}
+    return run_tool(MODULE, *args, cwd=cwd, env={**settings, **(env or {})})
 
 
 def make_scratch_repo(root: Path) -> Path:

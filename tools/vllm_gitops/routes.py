@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from vllm_gitops.resources import Resource, iter_containers
+from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
+from vllm_gitops.sizing.workload import find_vllm_workloads
 
 ROUTE_ANNOTATION = "vllm-gitops.io/litellm-route"
 ROUTES_FILE = "models.yaml"
@@ -28,32 +28,6 @@ class Route:
     model_name: str  # what clients ask LiteLLM for
     served_model: str  # vLLM's --served-model-name
     api_base: str
-
-
-def flag_value(args: list[str], flag: str) -> str | None:
-    """Value of `--flag=value` or `--flag value` in an argument list (last one wins)."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
-        elif arg == flag and i + 1 < len(args):
-            value = args[i + 1]
-    return value
-
-
-def vllm_arguments(container: dict[str, Any]) -> list[str]:
-    """command + args of a vLLM container, with `vllm serve` stripped."""
-    words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
-    if words[:2] == ["vllm", "serve"]:
-        return words[2:]
-    return words
-
-
-def served_model_name(args: list[str]) -> str | None:
-    served = flag_value(args, "--served-model-name") or flag_value(args, "--model")
-    if served:
-        return served
-    return args[0] if args and not args[0].startswith("-") else None
 
 
 def _service_for(scope: Scope, workload: Resource) -> tuple[Resource, int] | None:
@@ -72,21 +46,21 @@ def _service_for(scope: Scope, workload: Resource) -> tuple[Resource, int] | Non
 
 
 def routes_of(scope: Scope) -> Iterator[tuple[Resource, Route | None]]:
-    """(workload, route) for every workload that asks for a route; None when unroutable."""
-    for workload in scope.resources:
-        route_name = workload.annotations.get(ROUTE_ANNOTATION)
+    """(workload, route) for every vLLM server that asks for a route; None when unroutable."""
+    for workload in find_vllm_workloads(scope):
+        route_name = workload.resource.annotations.get(ROUTE_ANNOTATION)
         if not route_name:
             continue
-        served = next((served_model_name(vllm_arguments(c))
-                       for _, c in iter_containers(workload)), None)
-        target = _service_for(scope, workload)
+        served_names = (workload.flags.get("--served-model-name") or "").split()
+        served = served_names[0] if served_names else workload.model
+        target = _service_for(scope, workload.resource)
         if served is None or target is None:
-            yield workload, None
+            yield workload.resource, None
             continue
         service, port = target
         namespace = service.namespace or "default"
         base = f"http://{service.name}.{namespace}.svc.cluster.local:{port}/v1"
-        yield workload, Route(route_name, served, base)
+        yield workload.resource, Route(route_name, served, base)
 
 
 def render_routes(routes: list[Route]) -> str:

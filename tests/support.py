@@ -1,0 +1,49 @@
+"""Helpers every test folder imports (`tests` is on pytest's pythonpath, see pyproject)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# A guard against hangs only: no test asserts on time.
+TIMEOUT_SECONDS = 300
+
+
+def crd_schema_dir() -> Path | None:
+    """The CRD schemas CI passes in (VLLM_GITOPS_SCHEMA_LOCATIONS) or ../shared/crd-schemas."""
+    for location in os.environ.get("VLLM_GITOPS_SCHEMA_LOCATIONS", "").split(os.pathsep):
+        if location and Path(location).is_dir():
+            return Path(location)
+    shared = REPO_ROOT.parent / "shared" / "crd-schemas"
+    return shared if shared.is_dir() else None
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_tool(module: str, *args: str, cwd: Path = REPO_ROOT,
+             env: dict[str, str] | None = None) -> Run:
+    """Run a CLI module as a user would (fresh interpreter, real subprocesses)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO_ROOT / "tools")
+    full_env.pop("VLLM_GITOPS_DEBUG", None)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False)
+    return Run(done.returncode, done.stdout, done.stderr)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sizing_helpers import REPO_ROOT, dense_config, run_plan
+from sizing_helpers import dense_config, run_plan
 
 REQUIRED_KEYS = {"starts", "failure", "weights_gib", "available_kv_cache_gib", "kv_cache_tokens",
                  "max_concurrency", "startup_seconds", "instance_type", "usd_per_hour"}
@@ -79,14 +79,21 @@ def test_bad_input_exits_2_without_traceback(args: list[str], message: str) -> N
 
 
 def test_plan_overlays_prod_end_to_end() -> None:
-    if not (REPO_ROOT / "overlays" / "prod").is_dir():
-        pytest.skip("overlays/prod not in the repository yet")
-    pytest.importorskip("vllm_gitops.pipeline")
     done = run_plan("overlays/prod", "--format", "json", timeout=600)
-    assert done.returncode in (0, 1), done.stderr
-    workloads = json.loads(done.stdout)["workloads"]
-    assert workloads, "overlays/prod renders no vLLM workload"
-    for workload in workloads:
-        assert workload["error"] is None
-        assert set(workload) >= REQUIRED_KEYS
-        assert workload["instance_type"] is not None and workload["usd_per_hour"] is not None
+    assert done.returncode == 0, done.stderr
+    [workload] = json.loads(done.stdout)["workloads"]
+    assert set(workload) >= REQUIRED_KEYS
+    assert workload["error"] is None
+    assert (workload["model"], workload["replicas"], workload["max_replicas"]) == (
+        "Qwen/Qwen3-14B", 2, 3)  # the HPA of overlays/prod bounds the StatefulSet
+    assert (workload["instance_type"], workload["usd_per_hour"]) == ("g6.12xlarge", 4.6016)
+    assert workload["file"] == "overlays/prod/apps/models/qwen3/model.yaml"
+    # PATH mode reads the same flags a researcher would type: both answers agree exactly.
+    direct = run_plan("--model", "Qwen/Qwen3-14B", "--instance-type", "g6.12xlarge",
+                      "--tensor-parallel-size", "4", "--max-model-len", "32768",
+                      "--max-num-seqs", "8", "--max-num-batched-tokens", "8192",
+                      "--vllm-version", "0.11.0", "--format", "json")
+    expected = json.loads(direct.stdout)
+    for key in ("starts", "weights_gib", "available_kv_cache_gib", "kv_cache_tokens",
+                "max_concurrency"):
+        assert workload[key] == expected[key], key

@@ -265,6 +265,7 @@ class WorkloadPlan:
             "image": wl.image,
             "model": wl.model,
             "replicas": wl.replicas,
+            "max_replicas": wl.max_replicas,
             "hardware_source": self.hardware_source,
             "error": self.error,
             "notes": self.notes,

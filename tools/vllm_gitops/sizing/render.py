@@ -187,9 +187,11 @@ def workload_plans(plans: list[WorkloadPlan]) -> str:
     for item in plans:
         wl = item.workload
         where = f" ({wl.location})" if wl.location else ""
+        replicas = (f"{wl.replicas}-{wl.max_replicas} replicas (autoscaled)"
+                    if wl.max_replicas > wl.replicas else f"{wl.replicas} replica(s)")
         lines = [f"== {item.scope}: {wl.ref} container {wl.container}{where}",
-                 f"   image {wl.image}, model {wl.model}, {wl.replicas} replica(s), "
-                 f"{wl.gpus or 0} GPU(s) requested"]
+                 f"   image {wl.image}, model {wl.model}, {replicas}, "
+                 f"{wl.gpus or 0} GPU(s) each"]
         if item.karpenter is not None:
             lines.append(f"   Karpenter: {item.karpenter.reason}")
         if item.error:

@@ -73,6 +73,7 @@ class VllmWorkload:
     probes: dict[str, Probe] = field(default_factory=dict)
     cache: CacheVolume = field(default_factory=lambda: CacheVolume("none"))
     replicas: int = 1
+    max_replicas: int = 1  # above `replicas` when an HPA or KEDA ScaledObject scales it
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -309,9 +310,28 @@ def _workload(resource: Resource, path: tuple[str | int, ...], container: dict[s
         probes={k: p for k in ("startupProbe", "livenessProbe", "readinessProbe")
                 if (p := Probe.from_container(container, k)) is not None},
         cache=_cache_volume(resource, container, env, scope),
-        replicas=int(resource.get("spec", "replicas", default=1) or 1),
+        **_replica_range(resource, scope),
         problems=problems,
     )
+
+
+def _replica_range(resource: Resource, scope: Scope) -> dict[str, int]:
+    """replicas / max_replicas: the workload's own, or the autoscaler's bounds."""
+    fixed = int(resource.get("spec", "replicas", default=1) or 1)
+    for scaler in scope.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
+        target = scaler.get("spec", "scaleTargetRef", default={}) or {}
+        kind = target.get("kind", "Deployment")
+        if (target.get("name") != resource.name or kind != resource.kind
+                or scaler.namespace != resource.namespace):
+            continue
+        if scaler.kind == "HorizontalPodAutoscaler":
+            low, high = scaler.get("spec", "minReplicas", default=1), scaler.get(
+                "spec", "maxReplicas", default=fixed)
+        else:  # KEDA defaults: https://keda.sh/docs/latest/reference/scaledobject-spec/
+            low, high = scaler.get("spec", "minReplicaCount", default=0), scaler.get(
+                "spec", "maxReplicaCount", default=100)
+        return {"replicas": int(low), "max_replicas": max(int(low), int(high))}
+    return {"replicas": fixed, "max_replicas": fixed}
 
 
 def find_vllm_workloads(scope: Scope) -> list[VllmWorkload]:

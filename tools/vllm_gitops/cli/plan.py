@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vllm_gitops.cli.common import fail, guarded
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TOOL_ERROR, ToolError
 from vllm_gitops.sizing import render
 from vllm_gitops.sizing.engine_args import EngineArgs
@@ -183,19 +184,22 @@ def plan_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: ToolError and usage errors print `error: ...` and exit 2."""
+    """Run the CLI: tool errors, usage errors and surprises print `error: ...`, exit 2."""
+
+    def run() -> int:
+        try:
+            code = app(args=argv, standalone_mode=False)
+        except typer.TyperException as exc:  # usage errors: unknown option, bad value type
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            raise fail(message) from None
+        except typer.Abort:
+            raise fail("aborted") from None
+        return code if isinstance(code, int) else EXIT_OK
+
     try:
-        code = app(args=argv, standalone_mode=False)
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_TOOL_ERROR)
-    except typer.TyperException as exc:  # usage errors: unknown option, bad value type
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(EXIT_TOOL_ERROR)
-    except typer.Abort:
-        sys.exit(EXIT_TOOL_ERROR)
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+        sys.exit(guarded(run))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -67,16 +67,19 @@ def discover_targets(settings: Settings) -> list[Target]:
     return targets
 
 
+def repo_relative(path: Path, repo_root: Path) -> str:
+    """A user-given path as a repo-relative name; exit 2 when missing or outside the repo."""
+    if not path.exists():
+        raise ToolError(f"no such file or folder: {path}")
+    resolved = path.resolve()
+    if repo_root != resolved and repo_root not in resolved.parents:
+        raise ToolError(f"{path} is outside the repository {repo_root}")
+    return resolved.relative_to(repo_root).as_posix() or "."
+
+
 def targets_from_paths(paths: list[Path], settings: Settings) -> Target:
     """The documents of all given paths form one scope (CLI contract)."""
-    names = []
-    for path in paths:
-        if not path.exists():
-            raise ToolError(f"no such file or folder: {path}")
-        resolved = path.resolve()
-        if settings.repo_root != resolved and settings.repo_root not in resolved.parents:
-            raise ToolError(f"{path} is outside the repository {settings.repo_root}")
-        names.append(resolved.relative_to(settings.repo_root).as_posix() or ".")
+    names = [repo_relative(path, settings.repo_root) for path in paths]
     return Target(settings.repo_root, " + ".join(names), "paths")
 
 
@@ -282,12 +285,6 @@ def load_scopes(paths: list[Path], repo_root: Path) -> list[Scope]:
     loader = ScopeLoader(settings)
     scopes = []
     for path in paths:
-        resolved = path.resolve()
-        if not resolved.exists():
-            raise ToolError(f"no such file or folder: {path}")
-        try:
-            name = resolved.relative_to(settings.repo_root).as_posix()
-        except ValueError:
-            raise ToolError(f"{path} is outside the repository {settings.repo_root}") from None
-        scopes.append(loader.load(Target(resolved, name, "paths")))
+        name = repo_relative(path, settings.repo_root)
+        scopes.append(loader.load(Target(path.resolve(), name, "paths")))
     return scopes

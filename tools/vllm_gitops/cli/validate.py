@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.cli.common import guarded, write_output
-from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK
+from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
+from vllm_gitops.render import find_renderer, renderer_version
 from vllm_gitops.report import FORMATS, RenderOptions
 from vllm_gitops.settings import Settings, find_repo_root, load_settings
 
@@ -79,7 +80,8 @@ def main(
         show_progress = sys.stderr.isatty() and len(targets) > 3 and output_format is Format.text
         report = validate(targets, settings, _progress(show_progress), given)  # type: ignore[arg-type]
         use_color = sys.stdout.isatty() and output is None if color is None else color
-        options = RenderOptions(color=use_color, tool_version="0.1.0")
+        context = _versions(settings) if output_format is Format.text else ""
+        options = RenderOptions(color=use_color, tool_version="0.1.0", context=context)
         write_output(FORMATS[output_format.value](report, options), output)
         return EXIT_FINDINGS if report.summary()["errors"] else EXIT_OK
 
@@ -99,6 +101,17 @@ def _settings(repo: Path | None, kubernetes_version: str | None, locations: list
         missing_schema_is_error=missing_is_error,
         allow_remote_bases=allow_remote,
     )
+
+
+def _versions(settings: Settings) -> str:
+    """What the verdict was reached with, for bug reports and the curious."""
+    try:
+        renderer = find_renderer(settings.kustomize, settings.render_timeout_seconds)
+        kustomize = f"kustomize {renderer_version(renderer)} ({renderer.description})"
+    except ToolError:
+        kustomize = "no kustomize"
+    return (f"checked with {kustomize}, Kubernetes {settings.kubernetes_version} schemas, "
+            f"{settings.engine} engine")
 
 
 def _is_local(location: str) -> bool:

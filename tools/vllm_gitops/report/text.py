@@ -26,7 +26,7 @@ def _finding(finding: Finding, color: bool) -> list[str]:
     return lines
 
 
-def render(report: Report, color: bool = False) -> str:
+def render(report: Report, color: bool = False, context: str = "") -> str:
     lines: list[str] = []
     by_target = sorted(report.findings, key=lambda f: f.target)
     for target, group in groupby(by_target, key=lambda f: f.target):
@@ -37,6 +37,8 @@ def render(report: Report, color: bool = False) -> str:
     if any(f.rule == "schema/missing" for f in report.findings):
         lines.append("note: some custom resources were not checked against a schema. Run once "
                      "online (schemas are cached), or pass --schema-location DIR.")
+    if context:
+        lines.append(context)
     summary = report.summary()
     verdict = "FAILED" if summary["errors"] else "OK"
     lines.append(

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
-from support import REPO_ROOT
+from support import Run, run_tool
 
 
 def dense_config(**overrides: Any) -> dict[str, Any]:
@@ -23,8 +20,6 @@ def dense_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def run_plan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_plan(*args: str, env: dict[str, str] | None = None) -> Run:
     """`tools/plan ARGS` in a fresh interpreter, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools")}
-    return subprocess.run([sys.executable, "-m", "vllm_gitops.cli.plan", *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return run_tool("vllm_gitops.cli.plan", *args, env=env)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import http.server
+import json
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from sizing_helpers import dense_config
+from sizing_helpers import dense_config, run_plan
 
+from support import REPO_ROOT
 from vllm_gitops.errors import ToolError
 from vllm_gitops.sizing.engine_args import EngineArgs, resolve
 from vllm_gitops.sizing.hardware import (
@@ -187,3 +191,65 @@ def test_fetch_refuses_ids_that_are_not_org_slash_name(bad: str) -> None:
 
     with pytest.raises(ToolError, match="not a Hugging Face model id"):
         fetch_config(bad)
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in Hub on loopback: serves one model's config.json, records the auth header."""
+
+    config: bytes = b""
+    seen_auth: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        if self.path == "/acme/tiny-14b/resolve/main/config.json":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(self.config)
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[str]:
+    source = REPO_ROOT / "catalog/models/Qwen/Qwen3-14B/config.json"
+    _HubHandler.config = source.read_bytes()
+    _HubHandler.seen_auth = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_caches_the_hub_config_then_works_offline(hub: str, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    online = run_plan("--model", "acme/tiny-14b", "--fetch", "--catalog", str(catalog),
+                      "--gpu", "L40S", "--format", "json",
+                      env={"HF_ENDPOINT": hub, "HF_TOKEN": "hf_test"})
+    assert online.code == 0, online.stderr
+    assert _HubHandler.seen_auth == ["Bearer hf_test"]
+    cached = json.loads((catalog / "acme/tiny-14b/config.json").read_text())
+    assert cached["_name_or_path"] == "acme/tiny-14b"
+    assert cached["num_hidden_layers"] == 40
+    # The Hub is not asked again: the cached file answers, with the same numbers as Qwen3-14B.
+    offline = run_plan("--model", "acme/tiny-14b", "--catalog", str(catalog), "--gpu", "L40S",
+                       "--format", "json", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    reference = run_plan("--model", "Qwen/Qwen3-14B", "--gpu", "L40S", "--format", "json")
+    assert _HubHandler.seen_auth == ["Bearer hf_test"]
+    assert json.loads(offline.stdout)["kv_cache_tokens"] == json.loads(
+        reference.stdout)["kv_cache_tokens"]
+
+
+def test_fetch_of_an_unknown_model_is_a_clear_error(hub: str, tmp_path: Path) -> None:
+    done = run_plan("--model", "acme/missing", "--fetch", "--catalog", str(tmp_path),
+                    env={"HF_ENDPOINT": hub})
+    assert done.code == 2
+    assert "Hugging Face Hub answered 404 for acme/missing" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,6 +11,7 @@ from typing import TypeVar
 import typer
 
 from vllm_gitops.errors import EXIT_TOOL_ERROR, ToolError
+from vllm_gitops.fileio import write_atomic
 
 T = TypeVar("T")
 
@@ -42,15 +42,5 @@ def write_output(text: str, output: Path | None) -> None:
     """stdout, or a file written atomically (never half-written)."""
     if output is None:
         sys.stdout.write(text)
-        return
-    target = output.resolve()
-    if not target.parent.is_dir():
-        raise ToolError(f"cannot write {output}: folder {output.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ToolError(f"cannot write {output}: {exc.strerror}") from None
+    else:
+        write_atomic(output, text)

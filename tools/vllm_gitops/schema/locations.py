@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.errors import ToolError
+from vllm_gitops.fileio import write_atomic
 
 CATALOG_LAYOUT = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 MAX_SCHEMA_BYTES = 32 * 1024 * 1024
@@ -150,7 +149,11 @@ class SchemaLocations:
             schema = json.loads(body)
         except ValueError:
             return None
-        _write_atomic(cached, body)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cached, body)
+        except (OSError, ToolError):
+            pass  # the cache is an optimisation
         return schema if isinstance(schema, dict) else None
 
 
@@ -162,15 +165,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_atomic(path: Path, body: bytes) -> None:
-    """Never leave a half-written cache file behind."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # the cache is an optimisation

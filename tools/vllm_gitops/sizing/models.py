@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.errors import ToolError
+from vllm_gitops.fileio import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CATALOG_ENV = "VLLM_GITOPS_MODEL_CATALOG"
-HUB_URL = "https://huggingface.co/{model}/resolve/main/{file}"
+# HF_ENDPOINT is the Hub's own variable for mirrors and private endpoints:
+# https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables
+HUB_URL = "{endpoint}/{model}/resolve/main/{file}"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 FULL = "full"
@@ -367,7 +370,9 @@ def fetch_config(model_id: str, destination: Path | None = None, timeout: float 
     if not _HUB_ID.match(model_id):
         raise ToolError(f"{model_id!r} is not a Hugging Face model id (expected org/name)")
     target_dir = (destination or catalog_dirs()[-1]) / model_id
-    request = urllib.request.Request(HUB_URL.format(model=model_id, file="config.json"))
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    url = HUB_URL.format(endpoint=endpoint, model=model_id, file="config.json")
+    request = urllib.request.Request(url)
     token = hub_token()
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -379,10 +384,14 @@ def fetch_config(model_id: str, destination: Path | None = None, timeout: float 
         raise ToolError(f"Hugging Face Hub answered {exc.code} for {model_id}{hint}") from exc
     except (urllib.error.URLError, TimeoutError) as exc:
         raise ToolError(f"cannot reach the Hugging Face Hub for {model_id}: {exc}") from exc
-    cfg = json.loads(body)
+    try:
+        cfg = json.loads(body)
+    except ValueError:
+        raise ToolError(f"the Hub's config.json for {model_id} is not JSON") from None
+    if not isinstance(cfg, dict):
+        raise ToolError(f"the Hub's config.json for {model_id} is not a JSON object")
     parse_config(cfg, model_id)  # refuse to cache a config we cannot use
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "config.json"
-    text = json.dumps({"_name_or_path": model_id, **cfg}, indent=2) + "\n"
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, json.dumps({**cfg, "_name_or_path": model_id}, indent=2) + "\n")
     return path

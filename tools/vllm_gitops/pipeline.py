@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -110,14 +110,19 @@ class ScopeLoader:
                                            self.settings.render_timeout_seconds)
         return self._renderer
 
-    def prefetch(self, folders: list[Path]) -> None:
+    def prefetch(self, folders: list[Path], progress: Progress | None = None) -> None:
+        """Render many folders at once, reporting each as it finishes."""
         todo = [f.resolve() for f in folders if kustomization_file(f) is not None]
         if len(todo) < 2:
             return
         _ = self.renderer  # resolve the binary (or fail) once, before the threads start
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            for folder, rendered in zip(todo, pool.map(self._render_folder, todo), strict=True):
-                self._rendered[folder] = rendered
+            futures = {pool.submit(self._render_folder, folder): folder for folder in todo}
+            for done, future in enumerate(as_completed(futures), start=1):
+                self._rendered[futures[future]] = future.result()
+                if progress:
+                    name = futures[future].relative_to(self.settings.repo_root).as_posix()
+                    progress(done, len(todo), f"rendered {name}")
 
     def load(self, target: Target, paths: list[Path] | None = None) -> Scope:
         scope = Scope(target.name, target.kind)
@@ -239,10 +244,10 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
     loader = ScopeLoader(settings)
     engine = make_engine(settings)
     report = Report(targets=len(targets))
-    loader.prefetch([t.path for t in targets if t.kind != "paths"])
+    loader.prefetch([t.path for t in targets if t.kind != "paths"], progress)
     for index, target in enumerate(targets):
         if progress:
-            progress(index, len(targets), target.name)
+            progress(index, len(targets), f"checking {target.name}")
         scope = loader.load(target, paths)
         report.resources += len(scope.resources)
         report.findings += scope.findings

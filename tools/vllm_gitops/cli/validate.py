@@ -41,8 +41,8 @@ def _progress(enabled: bool) -> object:
         width = 24
         filled = width * done // max(total, 1)
         bar = "#" * filled + "-" * (width - filled)
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\r[{bar}] {done}/{total} {name[:50]:<50}{end}")
+        end = "\n" if done == total and not name else ""
+        sys.stderr.write(f"\r[{bar}] {done}/{total} {name[:60]:<60}{end}")
         sys.stderr.flush()
 
     return show if enabled else None

@@ -3,7 +3,7 @@
 Walks every kustomization a target reaches and every local file it names, so that problems
 kustomize reports badly (or not at all) get a finding with file and line: remote bases,
 paths or symlinks that leave the repository, missing files, unreadable or unsafe YAML.
-The same walk yields the set of files a target depends on and its patch documents.
+The same walk collects the patch and generator files, which locate findings in them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.findings import Finding, Severity, SourceLocation
-from vllm_gitops.yamlsafe import FieldPath, YamlDocument, YamlProblem, load_file
+from vllm_gitops.yamlsafe import FieldPath, YamlDocument, YamlProblem, load_file_cached
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -70,7 +70,6 @@ class Preflight:
     target: str
     allow_remote: bool
     findings: list[Finding] = field(default_factory=list)
-    files: set[Path] = field(default_factory=set)  # every local file the render reads
     patches: list[PatchDocument] = field(default_factory=list)
     generated: list[GeneratedData] = field(default_factory=list)
     is_component: bool = False
@@ -109,9 +108,8 @@ def preflight(folder: Path, repo_root: Path, target: str, allow_remote: bool) ->
 
 def check_yaml_file(state: Preflight, path: Path) -> list[YamlDocument]:
     """Read a YAML file the render depends on; a problem becomes a located finding."""
-    state.files.add(path)
     try:
-        return load_file(path, state.rel(path))
+        return list(load_file_cached(path, state.rel(path)))
     except YamlProblem as exc:
         state.problem("yaml/invalid", str(exc), path, exc.line)
         return []
@@ -234,8 +232,6 @@ def _check_reference(state: Preflight, kfile: Path, entry: str, line: int | None
         docs = check_yaml_file(state, resolved)
         if kind == "patch":
             state.patches += [PatchDocument(kfile, state.rel(resolved), d) for d in docs]
-    else:
-        state.files.add(resolved)
 
 
 def _check_folder_reference(state: Preflight, kfile: Path, entry: str, line: int | None,

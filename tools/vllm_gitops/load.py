@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,16 @@ from vllm_gitops.yamlsafe import (
     YamlDocument,
     YamlProblem,
     load_file,
+    load_file_cached,
     load_stream_fast,
 )
 
 
-@lru_cache(maxsize=4096)
-def _documents(path: str, _mtime_ns: int, _size: int) -> tuple[YamlDocument, ...]:
-    return tuple(load_file(Path(path), path))
-
-
 def source_documents(path: Path) -> tuple[YamlDocument, ...]:
-    """Parsed documents of a repository file, cached while the file is unchanged."""
+    """Parsed documents of a repository file (cached); none when it cannot be read."""
     try:
-        stat = path.stat()
-        return _documents(str(path), stat.st_mtime_ns, stat.st_size)
-    except (OSError, YamlProblem):
+        return load_file_cached(path, str(path))
+    except YamlProblem:
         return ()
 
 

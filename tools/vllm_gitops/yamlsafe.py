@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,21 @@ def parse_documents(text: str) -> Iterator[YamlDocument]:
 
 def load_file(path: Path, display: str) -> list[YamlDocument]:
     return list(parse_documents(read_text(path, display)))
+
+
+@lru_cache(maxsize=4096)
+def _load_cached(path: str, _mtime_ns: int, _size: int) -> tuple[YamlDocument, ...]:
+    return tuple(parse_documents(read_text(Path(path), path)))
+
+
+def load_file_cached(path: Path, display: str) -> tuple[YamlDocument, ...]:
+    """load_file, parsed once while the file is unchanged (pre-flight and source mapping
+    read the same files). Raises YamlProblem; problems are not cached."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise YamlProblem(f"cannot read {display}: {exc.strerror or exc}") from None
+    return _load_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def load_stream_fast(text: str) -> list[Any]:

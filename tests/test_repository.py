@@ -14,6 +14,7 @@ from vllm_gitops.resources import Resource
 from vllm_gitops.routes import expected_routes_text, routes_files
 from vllm_gitops.scope import Scope
 from vllm_gitops.settings import load_settings
+from vllm_gitops.sizing.quantity import parse_quantity
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,6 @@ def only(scope: Scope, kind: str, name: str) -> Resource:
 def vllm_container(statefulset: Resource) -> dict[str, Any]:
     containers = statefulset.get("spec", "template", "spec", "containers")
     return next(c for c in containers if c["name"] == "vllm")
-
-
-def quantity_gib(text: str) -> float:
-    units = {"Gi": 1.0, "Mi": 1 / 1024, "Ti": 1024.0}
-    return float(text[:-2]) * units[text[-2:]]
 
 
 def test_targets_are_discovered() -> None:
@@ -104,8 +100,8 @@ def test_prod_model_server_avoids_the_seed_defects(loader: ScopeLoader) -> None:
     assert "initialDelaySeconds" not in container["livenessProbe"]
     # Defect 5: /dev/shm fits inside the memory limit with room for the server.
     shm = next(v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
-    limit = quantity_gib(container["resources"]["limits"]["memory"])
-    assert quantity_gib(shm["emptyDir"]["sizeLimit"]) <= limit / 4
+    limit = parse_quantity(container["resources"]["limits"]["memory"])
+    assert parse_quantity(shm["emptyDir"]["sizeLimit"]) <= limit / 4
     # Defects 8, 9: no debug logging, no hard-coded GPU list; the token only from a Secret.
     env = {e["name"]: e for e in container["env"]}
     assert "CUDA_VISIBLE_DEVICES" not in env and "VLLM_LOGGING_LEVEL" not in env

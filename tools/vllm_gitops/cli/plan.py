@@ -22,7 +22,7 @@ import typer
 
 from vllm_gitops.cli.common import fail, guarded
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TOOL_ERROR, ToolError
-from vllm_gitops.sizing import render
+from vllm_gitops.sizing import report
 from vllm_gitops.sizing.engine_args import EngineArgs
 from vllm_gitops.sizing.hardware import (
     Gpu,
@@ -111,7 +111,7 @@ def _plan_paths(paths: list[Path], output: OutputFormat, catalogs: list[Path]) -
     if missing:
         raise ToolError(f"path not found: {missing[0]}")
     plans = plan_scopes(paths, REPO_ROOT, catalogs)
-    _emit({"workloads": [p.to_dict() for p in plans]}, render.workload_plans(plans), output)
+    _emit({"workloads": [p.to_dict() for p in plans]}, report.workload_plans(plans), output)
     if any(p.error for p in plans):
         return EXIT_TOOL_ERROR
     return EXIT_FINDINGS if any(p.result and not p.result.starts for p in plans) else EXIT_OK
@@ -176,10 +176,10 @@ def plan_command(
     if chosen_gpu is None:
         rows = recommend(spec, args, version)
         payload = {"model": describe_model(spec), "recommendations": [r.to_dict() for r in rows]}
-        _emit(payload, render.recommendations(spec, rows, args, version, top), output)
+        _emit(payload, report.recommendations(spec, rows, args, version, top), output)
         raise typer.Exit(EXIT_OK if rows else EXIT_FINDINGS)
     result: PlanResult = plan(spec, chosen_gpu, args, version, instance=inst)
-    _emit(result.to_dict(), render.plan_result(result), output)
+    _emit(result.to_dict(), report.plan_result(result), output)
     raise typer.Exit(EXIT_OK if result.starts else EXIT_FINDINGS)
 
 

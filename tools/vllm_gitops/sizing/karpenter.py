@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm_gitops.sizing.hardware import InstanceType
-from vllm_gitops.sizing.quantity import parse_quantity
+from vllm_gitops.sizing.quantity import GIB, MIB, parse_quantity
 
-MIB = 2.0**20
-GIB = 2.0**30
 Labels = dict[str, frozenset[str] | None]  # None: the label exists, value unknown (zone...)
 
 VM_MEMORY_OVERHEAD = 0.075  # --vm-memory-overhead-percent default

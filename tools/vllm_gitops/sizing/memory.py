@@ -18,9 +18,9 @@ from vllm_gitops.sizing.engine_args import EngineArgs, ResolvedArgs, resolve
 from vllm_gitops.sizing.hardware import Gpu
 from vllm_gitops.sizing.kvcache import KvLayout, kv_layout
 from vllm_gitops.sizing.models import ModelSpec
+from vllm_gitops.sizing.quantity import GIB
 from vllm_gitops.sizing.version import VllmVersion
 from vllm_gitops.sizing.weights import (
-    GIB,
     kv_heads_per_gpu,
     padded_vocab,
     pp_stage_layers,

@@ -35,6 +35,7 @@ from vllm_gitops.sizing.memory import (
     sharding_failure,
 )
 from vllm_gitops.sizing.models import ModelSpec, load_model
+from vllm_gitops.sizing.quantity import GIB
 from vllm_gitops.sizing.startup import (
     GP3_DEFAULT_MIB_S,
     INSTANCE_STORE_MIB_S,
@@ -45,8 +46,6 @@ from vllm_gitops.sizing.startup import (
 from vllm_gitops.sizing.version import DEFAULT_VERSION, VllmVersion, parse_version
 from vllm_gitops.sizing.weights import checkpoint_bytes, total_params
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
-
-GIB = 1024**3
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

@@ -6,6 +6,10 @@ import re
 
 from vllm_gitops.errors import ToolError
 
+MB = 1_000_000  # network and disk rates are quoted in decimal megabytes
+MIB = 2.0**20
+GIB = 2.0**30
+
 _SUFFIX = {
     "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,

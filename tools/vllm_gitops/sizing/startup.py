@@ -18,11 +18,9 @@ from typing import Any
 
 from vllm_gitops.sizing.engine_args import ResolvedArgs
 from vllm_gitops.sizing.models import ModelSpec
+from vllm_gitops.sizing.quantity import MB, MIB
 from vllm_gitops.sizing.version import VllmVersion
 from vllm_gitops.sizing.weights import checkpoint_bytes
-
-MB = 1_000_000
-MIB = 1024 * 1024
 
 HUB_DOWNLOAD_MB_S = 150.0  # sustained Hugging Face Hub (Xet/CDN) rate one pod achieves
 NETWORK_EFFICIENCY = 0.8  # share of the instance's baseline bandwidth a download reaches

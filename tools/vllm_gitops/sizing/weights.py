@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 from vllm_gitops.sizing.models import ModelSpec
+from vllm_gitops.sizing.quantity import GIB
 
-GIB = 1024**3
 VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE, vocab_parallel_embedding.py
 
 # Bytes per parameter of a quantized linear weight, scales included.

@@ -7,7 +7,6 @@ from vllm_gitops.sizing.memory import kv_bytes_per_token
 from vllm_gitops.sizing.models import ModelSpec
 from vllm_gitops.sizing.planner import PlanResult, Recommendation, WorkloadPlan, describe_model
 from vllm_gitops.sizing.version import VllmVersion
-from vllm_gitops.sizing.weights import GIB
 
 
 def _money(value: float | None) -> str:
@@ -208,5 +207,3 @@ def workload_plans(plans: list[WorkloadPlan]) -> str:
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
-
-__all__ = ["GIB", "plan_result", "recommendations", "workload_plans"]

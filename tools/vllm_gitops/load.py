@@ -14,7 +14,6 @@ from vllm_gitops.yamlsafe import (
     FieldPath,
     YamlDocument,
     YamlProblem,
-    load_file,
     load_file_cached,
     load_stream_fast,
 )
@@ -56,7 +55,7 @@ def resources_from_file(path: Path, repo_root: Path, target: str) -> tuple[
     """Resources from a plain YAML file (no kustomize), with exact lines."""
     rel = _rel(path, repo_root)
     try:
-        docs = load_file(path, rel)
+        docs = load_file_cached(path, rel)
     except YamlProblem as exc:
         return [], [Finding("yaml/invalid", Severity.ERROR, str(exc), target,
                             location=SourceLocation(rel, exc.line))]

@@ -1,4 +1,4 @@
-"""Shared test fixtures: the real CLI, real kustomize, real schemas (../shared/crd-schemas)."""
+"""Shared test fixtures: the real CLI, real kustomize, real schemas (schemas/, locked)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from support import REPO_ROOT, Run, crd_schema_dir, run_tool
 
 @pytest.fixture(scope="session")
 def crd_schemas() -> Path:
-    found = crd_schema_dir()
-    if found is None:
-        pytest.skip("CRD schemas not available (../shared/crd-schemas)")
-    return found
+    return crd_schema_dir()
 
 
 @pytest.fixture

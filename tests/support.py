@@ -15,13 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 300
 
 
-def crd_schema_dir() -> Path | None:
-    """The CRD schemas CI passes in (VLLM_GITOPS_SCHEMA_LOCATIONS) or ../shared/crd-schemas."""
-    for location in os.environ.get("VLLM_GITOPS_SCHEMA_LOCATIONS", "").split(os.pathsep):
-        if location and Path(location).is_dir():
-            return Path(location)
-    shared = REPO_ROOT.parent / "shared" / "crd-schemas"
-    return shared if shared.is_dir() else None
+def crd_schema_dir() -> Path:
+    """The CRD schemas locked in the repository (schemas/, see schemas/lock.yaml)."""
+    return REPO_ROOT / "schemas"
 
 
 @dataclass

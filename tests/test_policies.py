@@ -77,9 +77,41 @@ def test_exemption_needs_a_reason(tmp_path: Path) -> None:
     without = tmp_path / "without.yaml"
     without.write_text(exempted.replace("{}", ""))
     loader = ScopeLoader(load_settings(tmp_path))
-    ok = run_policies(loader.load(Target(with_reason, "x", "paths")))
-    bad = run_policies(loader.load(Target(without, "x", "paths")))
+    rule = [RULES["wiring/service-selects-nothing"]]
+    ok = run_policies(loader.load(Target(with_reason, "x", "paths")), rule)
+    bad = run_policies(loader.load(Target(without, "x", "paths")), rule)
     assert [f.rule for f in ok] == []
     # Without a reason the exemption does not count: the rule fires, and so does the guard.
     assert sorted(f.rule for f in bad) == ["exemption/no-reason", "wiring/service-selects-nothing"]
     assert next(f.line for f in bad if f.rule == "exemption/no-reason") == 9
+
+
+def test_a_rule_that_crashes_is_reported_not_fatal(tmp_path: Path) -> None:
+    from vllm_gitops.policies.registry import Rule, _check
+
+    def broken(scope: object) -> list[object]:
+        raise KeyError("env")
+
+    rule = Rule("test/broken", Severity.ERROR, "s", "w" * 61, "f" * 21, broken)  # type: ignore[arg-type]
+    scope = ScopeLoader(load_settings(tmp_path)).load(
+        Target(POLICIES / "wiring/probe-port/pass.yaml", "x", "paths"))
+    [finding] = _check(rule, scope)
+    assert finding.rule == "policy/not-evaluated"
+    assert finding.severity is Severity.WARNING
+    assert "test/broken" in finding.message and "KeyError" in finding.message
+
+
+def test_malformed_vllm_container_is_a_schema_error_not_a_crash(tmp_path: Path) -> None:
+    from support import run_tool
+
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        (POLICIES / "wiring/probe-port/pass.yaml").read_text()
+        .replace("          image: vllm/vllm-openai:v0.11.0\n",
+                 "          image: vllm/vllm-openai:v0.11.0\n          env: [HF_TOKEN]\n"
+                 "          envFrom: [oops]\n", 1))
+    run = run_tool("vllm_gitops.cli.validate", str(manifest), "-f", "json", cwd=tmp_path)
+    assert run.code == 1, run.output
+    assert "Traceback" not in run.output
+    rules = {f["rule"] for f in run.json()["findings"]}
+    assert "schema/invalid" in rules

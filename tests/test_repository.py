@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from support import REPO_ROOT
 from vllm_gitops.pipeline import ScopeLoader, Target, discover_targets, validate
@@ -65,8 +66,46 @@ def test_argocd_entry_point_uses_sync_waves(loader: ScopeLoader) -> None:
              r.annotations["argocd.argoproj.io/sync-wave"]
              for r in scope.of_kind("Application")}
     assert waves == {"overlays/prod/infrastructure": "-1", "overlays/prod/apps": "0"}
+    # Issue 11 finding 1: the AppProject exists before any Application that uses it.
+    project = only(scope, "AppProject", "vllm-gitops")
+    project_wave = int(project.annotations["argocd.argoproj.io/sync-wave"])
+    assert all(project_wave < int(wave) for wave in waves.values())
+    assert {r.get("spec", "project") for r in scope.of_kind("Application")} == {"vllm-gitops"}
     # The Argo CD scope holds what the Applications sync, like Flux's.
     only(scope, "StatefulSet", "vllm-qwen3")
+
+
+def test_flux_entry_point_includes_what_bootstrap_adds() -> None:
+    """Issue 11 finding 3: Flux builds clusters/<env>/flux with our kustomization.yaml as-is,
+    so it lists flux-system/, whose kustomization lists the two files bootstrap writes."""
+    for env in ("dev", "staging", "prod"):
+        folder = REPO_ROOT / "clusters" / env / "flux"
+        entry = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert "flux-system" in entry["resources"] and "namespace" not in entry
+        inner = yaml.safe_load((folder / "flux-system" / "kustomization.yaml").read_text())
+        assert inner["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
+        for name in inner["resources"]:
+            assert yaml.safe_load((folder / "flux-system" / name).read_text()) is None
+
+
+def test_external_secrets_spell_out_what_their_crd_defaults(loader: ScopeLoader) -> None:
+    """Issue 11 finding 4, same class: under Argo CD server-side apply a field the CRD
+    defaults but Git leaves out keeps the application OutOfSync."""
+    secrets = list(cluster(loader, "prod/argocd").of_kind("ExternalSecret"))
+    assert {s.name for s in secrets} == {"hf-token", "litellm-secrets"}
+    for secret in secrets:
+        assert secret.get("spec", "target", "deletionPolicy") == "Retain"
+        for item in secret.get("spec", "data"):
+            ref = item["remoteRef"]
+            assert (ref["conversionStrategy"], ref["decodingStrategy"],
+                    ref["metadataPolicy"]) == ("Default", "None", "None")
+
+
+def test_servicemonitor_labels_survive_argocd_label_tracking(loader: ScopeLoader) -> None:
+    """Issue 11 finding 8: the model label comes from the pods, which Argo CD never relabels."""
+    monitor = only(cluster(loader, "prod/argocd"), "ServiceMonitor", "vllm")
+    assert monitor.get("spec", "podTargetLabels") == ["app.kubernetes.io/instance"]
+    assert "targetLabels" not in monitor.doc["spec"]
 
 
 def test_prod_serves_the_guides_model_on_four_gpus(loader: ScopeLoader) -> None:
@@ -93,7 +132,9 @@ def test_prod_model_server_avoids_the_seed_defects(loader: ScopeLoader) -> None:
     # Defect 3: one RWO cache volume per replica, never shared.
     templates = server.get("spec", "volumeClaimTemplates")
     assert [t["spec"]["accessModes"] for t in templates] == [["ReadWriteOnce"]]
-    assert templates[0]["spec"]["storageClassName"] == "gp3"
+    assert templates[0]["spec"]["storageClassName"] == "vllm-gp3"
+    # Issue 11 finding 4: what the API server would fill in is written out (Argo CD SSA).
+    assert [(t["apiVersion"], t["kind"]) for t in templates] == [("v1", "PersistentVolumeClaim")]
     # Defect 4: the startup probe covers download + load (30 min), liveness waits for it.
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800
@@ -111,7 +152,10 @@ def test_prod_model_server_avoids_the_seed_defects(loader: ScopeLoader) -> None:
 
 def test_prod_infrastructure_is_the_guides_with_fixes(loader: ScopeLoader) -> None:
     scope = cluster(loader, "prod/flux")
-    gp3 = only(scope, "StorageClass", "gp3")
+    # Issue 11 finding 7: a class name of our own, not a cluster's stock "gp3".
+    assert not [r for r in scope.of_kind("StorageClass") if r.name in ("gp2", "gp3")]
+    gp3 = only(scope, "StorageClass", "vllm-gp3")
+    assert gp3.doc["parameters"]["type"] == "gp3"
     assert gp3.doc["volumeBindingMode"] == "WaitForFirstConsumer"  # defect 18
     assert gp3.doc["parameters"]["encrypted"] == "true"
     assert gp3.doc["allowVolumeExpansion"] is True
@@ -125,6 +169,8 @@ def test_prod_infrastructure_is_the_guides_with_fixes(loader: ScopeLoader) -> No
     assert pool.get("spec", "template", "spec", "expireAfter") == "Never"  # defect 16
     assert pool.get("spec", "disruption", "consolidationPolicy") == "WhenEmpty"  # defect 17
     assert "nvidia.com/gpu" in pool.get("spec", "limits")
+    # Issue 11 finding 2: no grace period that would override do-not-disrupt on drift.
+    assert "terminationGracePeriod" not in pool.get("spec", "template", "spec")
     # No Secret object is ever rendered from git (defect 27).
     assert not list(scope.of_kind("Secret"))
 
@@ -182,8 +228,10 @@ def test_editing_a_model_without_regenerating_routes_fails_validation(tmp_path: 
     settings = load_settings(copy)
     target = Target(copy / "overlays/prod/apps", "overlays/prod/apps", "overlay")
     report = validate([target], settings)
-    assert [(f.rule, f.file) for f in report.findings if f.severity.value == "error"] == [
-        ("litellm/routes-stale", "overlays/prod/apps/models.yaml")]
+    errors = {(f.rule, f.file) for f in report.findings if f.severity.value == "error"}
+    # Other gateway rules may name the same stale file; all errors point at it.
+    assert ("litellm/routes-stale", "overlays/prod/apps/models.yaml") in errors
+    assert {file for _, file in errors} == {"overlays/prod/apps/models.yaml"}
     routes = copy / "overlays/prod/apps/models.yaml"
     routes.write_text(expected_routes_text(ScopeLoader(settings).load(target)))
     assert "model: hosted_vllm/qwen3\n" in routes.read_text()

@@ -1,106 +1,179 @@
-"""The kubeconform engine: the command line we give it and how its JSON maps to findings.
+"""The kubeconform engine against the real binary: the same verdicts as the in-process engine.
 
-kubeconform is not installable in this environment (users' CI installs it), so a stand-in on
-PATH records its arguments and answers in kubeconform's documented JSON format
-(https://github.com/yannh/kubeconform/blob/master/pkg/output/json.go). With the real binary on
-PATH the end-to-end test at the bottom runs instead of being skipped.
+The binary is the project's `.bin/kubeconform` (the Makefile's pinned release, built with Go;
+`make test` builds it first). When it is missing and Go is here, the fixture builds it; only a
+machine with neither Go nor kubeconform skips these tests.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
-import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from support import REPO_ROOT
+from support import REPO_ROOT, TIMEOUT_SECONDS, Run, run_tool
+from vllm_gitops.schema.kubeconform import leaf_errors
 
-BAD_DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: two
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: nginx:1.27}]
-"""
-STAND_IN = """#!/usr/bin/env python3
-import json, sys
-open(sys.argv[0] + ".args", "w").write(json.dumps(sys.argv[1:]))
-sys.stdin.read()
-print(json.dumps({"resources": [{
-    "filename": "stdin", "kind": "Deployment", "name": "web", "version": "apps/v1",
-    "status": "statusInvalid", "msg": "problem validating schema",
-    "validationErrors": [{"path": "/spec/replicas",
-                          "msg": "expected integer, but got string"}]}],
-    "summary": {"valid": 0, "invalid": 1, "errors": 0, "skipped": 0}}))
-sys.exit(1)
-"""
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "schema"
+MODULE = "vllm_gitops.cli.validate"
+PROJECT_BIN = REPO_ROOT / ".bin" / "kubeconform"
+# Every folder of schema fixtures: each document a known verdict (clean or one problem).
+FIXTURE_FOLDERS = ("good", "bad", "missing", "cel/good", "cel/bad")
 
 
-def run_validate(repo: Path, path_dirs: list[Path], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("VLLM_GITOPS_")}  # CI's schema settings are not this test's
-    env.update(PYTHONPATH=str(REPO_ROOT / "tools"),
-               PATH=os.pathsep.join([*(str(d) for d in path_dirs), os.environ["PATH"]]))
-    return subprocess.run([sys.executable, "-m", "vllm_gitops.cli.validate", *args],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+def pinned_version() -> str:
+    match = re.search(r"^KUBECONFORM_VERSION := (\S+)$", (REPO_ROOT / "Makefile").read_text(),
+                      re.MULTILINE)
+    assert match, "the Makefile pins no kubeconform version"
+    return match.group(1)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "vllm-gitops.yaml").write_text("schemaLocations: [default, ./schemas]\n")
-    (root / "deploy.yaml").write_text(BAD_DEPLOYMENT)
+@pytest.fixture(scope="session")
+def kubeconform() -> Path:
+    """The real binary: the project's build, built now when Go is here and it is missing."""
+    if not PROJECT_BIN.is_file() and shutil.which("go") and shutil.which("make"):
+        subprocess.run(["make", "-s", "kubeconform"], cwd=REPO_ROOT, check=False,
+                       capture_output=True, timeout=TIMEOUT_SECONDS)
+    if PROJECT_BIN.is_file():
+        return PROJECT_BIN
+    on_path = shutil.which("kubeconform")
+    if on_path is None:
+        pytest.skip("neither Go (to build kubeconform) nor kubeconform on PATH")
+    return Path(on_path)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository of our own: the fixtures, the locked schemas, and no network location."""
+    root = tmp_path_factory.mktemp("kubeconform") / "repo"
+    shutil.copytree(FIXTURES, root / "fixtures", ignore=shutil.ignore_patterns("crds"))
+    (root / "vllm-gitops.yaml").write_text(
+        f'kubernetesVersion: "1.34.0"\nschemaLocations: [default, {REPO_ROOT / "schemas"}]\n'
+        "missingSchemaIsError: true\n")
     return root
 
 
-def test_findings_from_kubeconform_keep_their_source_line(repo: Path, tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "kubeconform"
-    fake.write_text(STAND_IN)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    done = run_validate(repo, [bin_dir], "deploy.yaml", "--engine", "kubeconform", "-f", "json")
-    assert done.returncode == 1, done.stderr
-    findings = json.loads(done.stdout)["findings"]
-    assert [(f["rule"], f["file"], f["line"]) for f in findings] == [
-        ("schema/invalid", "deploy.yaml", 6)]
-    assert "expected integer" in findings[0]["message"]
-    args = json.loads(Path(str(fake) + ".args").read_text())
-    assert args[:4] == ["-strict", "-output", "json", "-summary"]
-    assert args[args.index("-kubernetes-version") + 1] == "1.34.0"
-    locations = [args[i + 1] for i, a in enumerate(args) if a == "-schema-location"]
-    assert locations == ["default", str(repo / "schemas") + "/{{.Group}}/"
-                         "{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"]
-    assert args[-1] == "-"
+def validate(repo: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    base = {"VLLM_GITOPS_SCHEMA_LOCATIONS": "", "VLLM_GITOPS_CACHE_DIR": str(repo / ".cache"),
+            "VLLM_GITOPS_MISSING_SCHEMA_IS_ERROR": "1"}
+    return run_tool(MODULE, *args, "-f", "json", cwd=repo, env={**base, **(env or {})})
 
 
-def test_choosing_kubeconform_without_it_is_exit_2(repo: Path, tmp_path: Path) -> None:
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    env_path = [empty]
-    if shutil.which("kubeconform"):
-        pytest.skip("kubeconform is installed here")
-    done = run_validate(repo, env_path, "deploy.yaml", "--engine", "kubeconform")
-    assert done.returncode == 2
-    assert "kubeconform is not on PATH" in done.stderr
-    assert "Traceback" not in done.stderr
+def verdicts(run: Run) -> list[tuple[str, str, str, int, str]]:
+    """(rule, severity, file, line, object) of each schema finding (policies are not ours)."""
+    assert "Traceback" not in run.output, run.output
+    return sorted((f["rule"], f["severity"], f["file"], f["line"],
+                   f"{f['resource']['kind']}/{f['resource']['name']}")
+                  for f in run.json()["findings"] if f["rule"].startswith("schema/"))
 
 
-@pytest.mark.skipif(shutil.which("kubeconform") is None, reason="kubeconform not on PATH")
-def test_real_kubeconform_finds_the_same_error(repo: Path) -> None:
-    done = run_validate(repo, [], "deploy.yaml", "--engine", "kubeconform", "-f", "json")
-    findings = json.loads(done.stdout)["findings"]
-    assert [(f["rule"], f["line"]) for f in findings] == [("schema/invalid", 6)]
+@pytest.mark.parametrize("folder", FIXTURE_FOLDERS)
+def test_real_kubeconform_gives_the_in_process_verdicts(kubeconform: Path, scratch: Path,
+                                                        folder: str) -> None:
+    target = f"fixtures/{folder}"
+    in_process = validate(scratch, target, "--engine", "jsonschema")
+    real = validate(scratch, target, "--engine", "kubeconform",
+                    env={"VLLM_GITOPS_KUBECONFORM": str(kubeconform)})
+    assert verdicts(real) == verdicts(in_process)
+    assert real.code == in_process.code
+    if folder.endswith("bad") or folder == "missing":
+        assert verdicts(real), "a fixture folder of problems gave no finding"
+
+
+def test_kubeconform_findings_point_at_the_field(kubeconform: Path, scratch: Path) -> None:
+    """Its error tree is read down to the leaf: the line of the wrong field, an unknown
+    field by its name."""
+    run = validate(scratch, "fixtures/bad", "--engine", "kubeconform",
+                   env={"VLLM_GITOPS_KUBECONFORM": str(kubeconform)})
+    by_file = {f["file"]: f for f in run.json()["findings"] if f["rule"].startswith("schema/")}
+    wrong_type = by_file["fixtures/bad/deployment-wrong-type.yaml"]
+    assert (wrong_type["line"], wrong_type["rule"]) == (6, "schema/invalid")
+    assert wrong_type["message"].startswith("spec.replicas: ")
+    typo = by_file["fixtures/bad/deployment-unknown-field.yaml"]
+    assert typo["line"] == 18
+    assert "unknown field 'imagePullPolicyy'" in typo["message"]
+
+
+def test_the_built_binary_is_the_pinned_release(kubeconform: Path) -> None:
+    if kubeconform != PROJECT_BIN:
+        pytest.skip("kubeconform comes from PATH here, not from `make kubeconform`")
+    done = subprocess.run([str(kubeconform), "-v"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == pinned_version()
+
+
+def test_kubeconform_engine_offline_on_the_repository(kubeconform: Path,
+                                                      tmp_path: Path) -> None:
+    """The repository validates clean with kubeconform too, from the locked schemas only."""
+    run = run_tool(MODULE, "-f", "json", "--engine", "kubeconform", cwd=REPO_ROOT, env={
+        "VLLM_GITOPS_SCHEMA_LOCATIONS": "", "VLLM_GITOPS_MISSING_SCHEMA_IS_ERROR": "1",
+        "VLLM_GITOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "VLLM_GITOPS_KUBECONFORM": str(kubeconform)})
+    assert "Traceback" not in run.output
+    assert run.json()["findings"] == []
+    assert run.code == 0
+
+
+def test_a_missing_kubeconform_is_exit_2(scratch: Path) -> None:
+    run = validate(scratch, "fixtures/good", "--engine", "kubeconform",
+                   env={"VLLM_GITOPS_KUBECONFORM": str(scratch / "no-such-binary")})
+    assert run.code == 2
+    assert "no kubeconform executable there" in run.stderr
+    assert "Traceback" not in run.output
+
+
+def test_leaf_errors_of_a_kubeconform_message() -> None:
+    # The message kubeconform v0.8.0 gives for a Deployment with three problems.
+    message = ("problem validating schema. Check JSON formatting: jsonschema validation "
+               "failed with 'file:///x/deployment-apps-v1.json#' - at '/spec': validation "
+               "failed   - at '/spec/replicas': got string, want null or integer   - at "
+               "'/spec/template/spec/containers/0': validation failed     - at "
+               "'/spec/template/spec/containers/0': missing property 'name'     - at "
+               "'/spec/template/spec/containers/0': additional properties 'imagePullPolicyy' "
+               "not allowed")
+    assert leaf_errors(message) == [
+        (("spec", "replicas"), "got string, want null or integer"),
+        (("spec", "template", "spec", "containers", 0), "missing property 'name'"),
+        (("spec", "template", "spec", "containers", 0, "imagePullPolicyy"),
+         "unknown field 'imagePullPolicyy' (not in the schema; typo?)"),
+    ]
+
+
+def test_kubeconform_json_is_what_we_parse(kubeconform: Path, tmp_path: Path) -> None:
+    """Guards the parser against a kubeconform upgrade: the real output, read directly."""
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+                        "spec: {ports: [{port: web}]}\n")
+    done = subprocess.run([str(kubeconform), "-output", "json", "-verbose", "-schema-location",
+                           str(tmp_path / "none") + "/{{.ResourceKind}}.json", str(manifest)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    [item] = json.loads(done.stdout)["resources"]
+    assert item["status"] == "statusError"
+    assert "could not find schema" in item["msg"]
+
+
+def test_every_locked_schema_gives_kubeconform_the_same_verdict(kubeconform: Path,
+                                                                 tmp_path: Path) -> None:
+    """One bare object (no spec) per locked kind: each schema loads in kubeconform, and the
+    objects it rejects (and where) are those the in-process engine rejects."""
+    repo = tmp_path / "repo"
+    (repo / "bare").mkdir(parents=True)
+    (repo / "vllm-gitops.yaml").write_text(f"schemaLocations: [default, {REPO_ROOT / 'schemas'}]\n")
+    lock = yaml.safe_load((REPO_ROOT / "schemas" / "lock.yaml").read_text())["schemas"]
+    for entry in lock:
+        name = entry["file"].replace("/", "-").removesuffix(".json")
+        (repo / "bare" / f"{name}.yaml").write_text(yaml.safe_dump({
+            "apiVersion": f"{entry['group']}/{entry['version']}", "kind": entry["kind"],
+            "metadata": {"name": "bare"}}))
+    in_process = validate(repo, "bare", "--engine", "jsonschema")
+    real = validate(repo, "bare", "--engine", "kubeconform",
+                    env={"VLLM_GITOPS_KUBECONFORM": str(kubeconform)})
+    assert set(verdicts(real)) == set(verdicts(in_process))
+    assert not any(rule == "schema/missing" for rule, *_ in verdicts(real))
+    rejected = {kind for _, _, _, _, kind in verdicts(real)}
+    assert 0 < len(rejected) < len(lock), rejected  # some kinds need a spec, some do not

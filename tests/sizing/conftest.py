@@ -9,22 +9,16 @@ from typing import Any
 
 import pytest
 import yaml
+from calibration_rows import load_rows
 
-from support import REPO_ROOT
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
-
-CALIBRATION = REPO_ROOT.parent / "shared" / "reference" / "vllm-kv-calibration.json"
 
 
 @pytest.fixture(scope="session")
 def calibration_rows() -> list[dict[str, Any]]:
-    """Real vLLM startup logs (../shared/reference, beside the repository in CI)."""
-    if not CALIBRATION.is_file():
-        pytest.skip(f"calibration set not found at {CALIBRATION} (../shared is not checked out)")
-    rows = json.loads(CALIBRATION.read_text(encoding="utf-8"))
-    assert isinstance(rows, list)
-    return rows
+    """Real vLLM startup logs kept in the repository, each with its source URL and log quote."""
+    return load_rows()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,14 @@ from vllm_gitops.sizing.hardware import (
     instance_catalog,
 )
 from vllm_gitops.sizing.memory import kv_bytes_per_token
-from vllm_gitops.sizing.models import SLIDING, load_model, load_model_config, parse_config
+from vllm_gitops.sizing.models import (
+    SLIDING,
+    list_models,
+    load_model,
+    load_model_config,
+    parse_config,
+)
+from vllm_gitops.sizing.planner import legal_tp_sizes, plan
 from vllm_gitops.sizing.version import parse_version
 from vllm_gitops.sizing.weights import total_params
 
@@ -37,6 +45,10 @@ ISSUE_MODELS = [
     "google/gemma-2-9b-it", "google/gemma-3-12b-it", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "deepseek-ai/DeepSeek-V2-Lite-Chat",
     "deepseek-ai/DeepSeek-R1", "openai/gpt-oss-20b", "openai/gpt-oss-120b",
+    # issue 10: families the public startup logs named and the catalog lacked
+    "Qwen/Qwen2-7B", "Qwen/Qwen2-72B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-8B-FP8", "llava-hf/llava-1.5-7b-hf",
+    "microsoft/phi-4", "meta-llama/Llama-3.2-11B-Vision-Instruct",
 ]
 
 # (layers, hidden, heads, kv heads, head_dim, vocab, tied, max_model_len):
@@ -253,3 +265,144 @@ def test_fetch_of_an_unknown_model_is_a_clear_error(hub: str, tmp_path: Path) ->
     assert "Hugging Face Hub answered 404 for acme/missing" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+CATALOG = REPO_ROOT / "catalog/models"
+CATALOG_IDS = list_models()
+# A source is a file of a public GitHub repository at a fixed commit.
+PINNED_SOURCE = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+/blob/[0-9a-f]{40}/\S+")
+# Entries written before sources were pinned to a commit URL (repo@short-commit, shapes checked
+# against calibration logs). Every other entry must name a pinned source.
+UNPINNED_LEGACY = {
+    "Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct",
+    "Qwen/Qwen3-14B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+    "deepseek-ai/DeepSeek-V2-Lite-Chat", "google/gemma-2-9b-it", "google/gemma-3-12b-it",
+    "meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-8B-Instruct",
+    "meta-llama/Meta-Llama-3-8B", "mistralai/Mistral-7B-Instruct-v0.3",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1",
+}
+
+
+def _raw_config(model_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((CATALOG / model_id / "config.json").read_text("utf-8"))
+    return data
+
+
+def test_catalog_is_broad_and_every_entry_names_its_source() -> None:
+    assert len(CATALOG_IDS) >= 80
+    assert set(CATALOG_IDS) >= UNPINNED_LEGACY
+    for model_id in CATALOG_IDS:
+        raw = _raw_config(model_id)
+        assert raw.get("_name_or_path") == model_id
+        source = raw.get("_source")
+        assert isinstance(source, str) and source, model_id
+        if model_id not in UNPINNED_LEGACY:
+            assert PINNED_SOURCE.search(source), f"{model_id}: {source}"
+
+
+def test_readmes_state_the_catalog_size() -> None:
+    count = len(CATALOG_IDS)
+    assert f"holds {count} models" in (REPO_ROOT / "README.md").read_text("utf-8")
+    assert f"({count} models)" in (REPO_ROOT / "catalog/README.md").read_text("utf-8")
+
+
+def test_catalog_spans_the_families_researchers_serve() -> None:
+    models = [load_model(m) for m in CATALOG_IDS]
+    orgs = {m.model_id.split("/")[0] for m in models}
+    assert {"Qwen", "meta-llama", "mistralai", "google", "microsoft", "deepseek-ai", "openai",
+            "moonshotai", "zai-org", "THUDM", "internlm", "llava-hf"} <= orgs
+    assert sum(m.is_moe for m in models) >= 15
+    assert sum(m.vision_params > 0 for m in models) >= 12
+    assert sum(m.native_quantization is not None for m in models) >= 12
+
+
+@pytest.mark.parametrize("model_id", CATALOG_IDS)
+def test_every_catalog_model_loads_and_sizes(model_id: str) -> None:
+    """Each entry parses and goes through the whole memory plan on 8 x H100 at its widest TP."""
+    model = load_model(model_id)
+    assert total_params(model) > 0 and model.derived_max_model_len > 0
+    tp = max(legal_tp_sizes(model))
+    args = EngineArgs(tensor_parallel_size=tp, max_model_len=min(model.derived_max_model_len, 8192))
+    result = plan(model, find_gpu("H100"), args, parse_version("0.11.0"),
+                  instance=find_instance("p5.48xlarge"))
+    assert result.memory.stages, model_id
+    assert result.weights_gib is not None and result.weights_gib > 0
+
+
+# Totals published on the Hugging Face model pages (https://huggingface.co/<model id>).
+PUBLISHED_PARAMS_B = {
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": 400.0,  # "400B total parameters"
+    "THUDM/glm-4-9b": 9.40, "llava-hf/llava-1.5-7b-hf": 7.06, "google/gemma-3-27b-it": 27.4,
+    "google/gemma-3-4b-it": 4.30, "Qwen/Qwen2-VL-7B-Instruct": 8.29,
+    "Qwen/Qwen2.5-VL-7B-Instruct": 8.29, "Qwen/Qwen3-VL-8B-Instruct": 8.77,
+    "microsoft/Phi-3.5-MoE-instruct": 41.9, "Qwen/Qwen3-Coder-480B-A35B-Instruct": 480.0,
+}
+
+
+@pytest.mark.parametrize(("model_id", "billions"), PUBLISHED_PARAMS_B.items())
+def test_new_architectures_match_published_totals(model_id: str, billions: float) -> None:
+    assert total_params(load_model(model_id)) / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_llama4_interleaves_moe_layers_with_a_shared_expert() -> None:
+    maverick = load_model("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
+    assert maverick.moe is not None
+    assert maverick.moe_layers[:4] == (False, True, False, True) and sum(maverick.moe_layers) == 24
+    assert (maverick.moe.expert_width, maverick.moe.shared_width) == (8192, 8192)
+    assert maverick.intermediate_size == 16384  # intermediate_size_mlp: the dense layers
+    scout = load_model("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    assert all(scout.moe_layers)
+    # 109B published with the vision tower, which this text-only copy leaves out.
+    assert 107.0 < total_params(scout) / 1e9 < 109.0
+
+
+def test_chatglm_field_names() -> None:
+    glm = load_model("THUDM/glm-4-9b")
+    assert (glm.num_layers, glm.num_kv_heads, glm.vocab_size, glm.intermediate_size,
+            glm.derived_max_model_len, glm.qkv_bias) == (40, 2, 151552, 13696, 8192, True)
+
+
+def test_sparse_text_configs_take_the_transformers_defaults() -> None:
+    llava = load_model("llava-hf/llava-1.5-7b-hf")  # text_config names only vocab and context
+    assert (llava.num_layers, llava.hidden_size, llava.intermediate_size, llava.vocab_size,
+            llava.derived_max_model_len) == (32, 4096, 11008, 32064, 4096)
+    assert llava.vision_params > 0
+    gemma = load_model("google/gemma-3-27b-it")  # no vocab_size, max_position_embeddings
+    assert (gemma.vocab_size, gemma.derived_max_model_len, gemma.num_kv_heads) == (
+        262208, 131072, 16)
+    assert gemma.layer_types.count(SLIDING) == 52 and gemma.sliding_window == 1024
+
+
+@pytest.mark.parametrize(("quantized", "full"), [
+    ("Qwen/Qwen3-32B-FP8", "Qwen/Qwen3-32B"),  # fp8 block quantization
+    ("Qwen/Qwen3-30B-A3B-FP8", "Qwen/Qwen3-30B-A3B"),
+    ("meta-llama/Meta-Llama-3.1-405B-Instruct-FP8", "meta-llama/Meta-Llama-3.1-405B"),  # fbgemm
+    ("nvidia/Llama-3.1-70B-Instruct-FP8", "meta-llama/Meta-Llama-3.1-70B"),  # ModelOpt
+])
+def test_quantized_checkpoints_weigh_about_half(quantized: str, full: str) -> None:
+    q_model, f_model = load_model(quantized), load_model(full)
+    assert q_model.native_quantization == "fp8" and f_model.native_quantization is None
+    args = EngineArgs(tensor_parallel_size=8, max_model_len=4096)
+    gpu, version, inst = find_gpu("H200"), parse_version("0.11.0"), find_instance("p5en.48xlarge")
+    q_gib = plan(q_model, gpu, args, version, instance=inst).weights_gib
+    f_gib = plan(f_model, gpu, args, version, instance=inst).weights_gib
+    assert q_gib is not None and f_gib is not None
+    assert 0.45 < q_gib / f_gib < 0.65
+
+
+def test_modelopt_quant_config_is_read_from_the_merged_hf_quant_config() -> None:
+    raw = _raw_config("nvidia/Llama-3.1-70B-Instruct-FP8")
+    assert "quant_method" not in raw["quantization_config"]
+    assert raw["quantization_config"]["producer"]["name"] == "modelopt"
+    cfg = {**dense_config(), "quantization_config": {
+        "producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4"}}}
+    assert parse_config(cfg, "x/y").native_quantization is None  # not an fp8 checkpoint
+
+
+def test_list_models_cli_lists_the_whole_catalog() -> None:
+    done = run_plan("--list-models", "--format", "json")
+    assert done.code == 0, done.stderr
+    listed = [row["model"] for row in json.loads(done.stdout)["models"]]
+    assert listed == list_models()
+    text = run_plan("--list-models")
+    assert f"{len(listed)} models" in text.stdout and "Qwen/Qwen3-4B" in text.stdout

@@ -68,6 +68,7 @@ def test_model_config_file(tmp_path: Path) -> None:
     (["--model", "Qwen/Qwen3-8B", "--gpu", "L4", "--instance-type", "g6.xlarge"], "only one"),
     (["--model", "Qwen/Qwen3-8B", "--quantization", "magic"], "magic"),
     (["--model", "Qwen/Qwen3-8B", "--max-model-len", "lots"], "--max-model-len"),
+    (["--model", "Qwen/Qwen3-8B", "--gpu", "L4", "--prompt-tokens", "0"], "--prompt-tokens"),
     ([], "--model"),
     (["no/such/path"], "path not found"),
 ])
@@ -91,9 +92,11 @@ def test_plan_overlays_prod_end_to_end() -> None:
     # PATH mode reads the same flags a researcher would type: both answers agree exactly.
     direct = run_plan("--model", "Qwen/Qwen3-14B", "--instance-type", "g6.12xlarge",
                       "--tensor-parallel-size", "4", "--max-model-len", "32768",
-                      "--max-num-seqs", "8", "--max-num-batched-tokens", "8192",
+                      "--max-num-seqs", "96", "--max-num-batched-tokens", "8192",
                       "--vllm-version", "0.11.0", "--format", "json")
     expected = json.loads(direct.stdout)
     for key in ("starts", "weights_gib", "available_kv_cache_gib", "kv_cache_tokens",
                 "max_concurrency"):
         assert workload[key] == expected[key], key
+    assert workload["concurrency"] == expected["concurrency"]
+    assert workload["concurrency"]["capped_by_max_num_seqs"] is False

@@ -9,12 +9,15 @@ import yaml
 
 from vllm_gitops.sizing.hardware import find_instance, instance_catalog
 from vllm_gitops.sizing.karpenter import (
+    EKS_DAEMONSETS,
+    DaemonSetPod,
     KarpenterChoice,
     NodeClass,
     NodePool,
     PodScheduling,
     Requirement,
     allocatable,
+    daemonset_overhead,
     kube_reserved_cpu_cores,
     simulate_karpenter,
 )
@@ -187,3 +190,101 @@ def test_requirement_operators() -> None:
     assert Requirement("x", "NotIn", ("a",)).allows(False, None)
     assert not Requirement("x", "Exists").allows(False, None)
     assert Requirement("x", "In", ("a",)).allows(True, None)  # unknown value (zone) may match
+
+
+# --------------------------------------------------------------------------- DaemonSets
+
+TAINTED_GUIDE = GUIDE.replace("expireAfter: 8h", "expireAfter: 8h\n      taints: "
+                              "[{key: nvidia.com/gpu, value: 'true', effect: NoSchedule}]")
+DCGM = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dcgm-exporter}
+spec:
+  template:
+    spec:
+      nodeSelector: {nvidia.com/gpu: present}
+      tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+      containers:
+        - name: exporter
+          resources: {requests: {cpu: "1", memory: 2Gi}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: cpu-only-agent}
+spec:
+  template:
+    spec:
+      containers:
+        - name: agent
+          resources: {requests: {cpu: "4", memory: 8Gi}}
+"""
+
+
+def _daemonsets(text: str) -> list[DaemonSetPod]:
+    return [DaemonSetPod.from_doc(d) for d in yaml.load_all(text, Loader=yaml.CSafeLoader)]
+
+
+def test_eks_allowance_is_counted_on_every_gpu_node() -> None:
+    pools, _ = _load(GUIDE)
+    overhead = daemonset_overhead(pools[0], find_instance("g6.12xlarge"))
+    assert overhead["pods"] == len(EKS_DAEMONSETS) == 4
+    assert overhead["cpu"] == pytest.approx(0.025 + 0.1 + 0.01)
+    assert overhead["memory"] == pytest.approx(40 * 2**20)
+    cpu_only = daemonset_overhead(pools[0], find_instance("g6.12xlarge").__class__(
+        **{**find_instance("g6.12xlarge").__dict__, "gpus": 0}))
+    assert cpu_only["pods"] == 3  # no device plugin without GPUs
+    assert daemonset_overhead(pools[0], find_instance("g6.12xlarge"), eks_allowance=False) == {}
+
+
+def test_daemonsets_in_scope_count_only_where_they_land() -> None:
+    pools, _ = _load(TAINTED_GUIDE)
+    gpu_node = find_instance("g6.12xlarge")
+    overhead = daemonset_overhead(pools[0], gpu_node, _daemonsets(DCGM))
+    # dcgm-exporter tolerates the GPU taint and selects the pool's label; the agent does not
+    # tolerate the taint, so it never lands on these nodes.
+    assert overhead["cpu"] == pytest.approx(1 + 0.135)
+    assert overhead["memory"] == pytest.approx(2 * 2**30 + 40 * 2**20)
+    assert overhead["pods"] == 5
+    untainted, _ = _load(GUIDE)
+    both = daemonset_overhead(untainted[0], gpu_node, _daemonsets(DCGM))
+    assert both["cpu"] == pytest.approx(1 + 4 + 0.135)
+
+
+def test_a_daemonset_in_scope_replaces_the_allowance_of_the_same_name() -> None:
+    pools, _ = _load(GUIDE)
+    own_proxy = _daemonsets("""
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: kube-proxy}
+spec:
+  template:
+    spec:
+      tolerations: [{operator: Exists}]
+      containers: [{name: kube-proxy, resources: {requests: {cpu: 300m}}}]
+""")
+    overhead = daemonset_overhead(pools[0], find_instance("g6.12xlarge"), own_proxy)
+    assert overhead["pods"] == 4
+    assert overhead["cpu"] == pytest.approx(0.025 + 0.3 + 0.01)
+
+
+def test_daemonsets_push_a_tight_pod_to_the_next_instance_type() -> None:
+    """g6.12xlarge: 48 vCPUs, 20 pods and 0.5 CPU system-reserved by the guide's node class.
+    A pod that fits alone no longer fits once the GPU DaemonSets take their share."""
+    pools, classes = _load(TAINTED_GUIDE)
+    alloc = allocatable(find_instance("g6.12xlarge"), classes["gpu-inference"])
+    cpu = f"{int((alloc['cpu'] - 0.2) * 1000)}m"  # room for the 0.135 CPU allowance, not DCGM
+    pod = {**GUIDE_POD, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                         "effect": "NoSchedule"}],
+           "containers": [{"name": "vllm", "resources": {
+               "requests": {"cpu": cpu, "memory": "64Gi", "nvidia.com/gpu": "4"}}}]}
+    scheduling = PodScheduling.from_pod_spec(pod)
+    catalog = instance_catalog().values()
+    alone = simulate_karpenter(scheduling, pools, classes, catalog, eks_allowance=False)
+    allowance = simulate_karpenter(scheduling, pools, classes, catalog)
+    with_dcgm = simulate_karpenter(scheduling, pools, classes, catalog,
+                                   daemonsets=_daemonsets(DCGM))
+    assert alone.instance_type == allowance.instance_type == "g6.12xlarge"
+    assert with_dcgm.instance_type == "g6.24xlarge"  # g5.12xlarge has 48 vCPUs too: no room
+    assert with_dcgm.chosen is not None
+    assert with_dcgm.chosen.daemon_overhead["cpu"] == pytest.approx(1.135)

@@ -42,6 +42,7 @@ spec:
       containers:
         - name: web
           image: nginx:1.27
+          resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}
 """
 BASE_TGPS_LINE = 15  # terminationGracePeriodSeconds: not patched by the overlay
 BASE_REPLICAS_LINE = 6
@@ -180,8 +181,10 @@ spec:
         - name: web
           image: nginx:1.27
           webTypo: 1
+          resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}
         - name: sidecar
           image: busybox:1.36
+          resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}
 """
 SIDECAR_PATCH = """\
 apiVersion: apps/v1

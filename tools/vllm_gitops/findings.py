@@ -61,6 +61,20 @@ class Finding:
     why: str | None = None
     fix: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Every target the defect affects (one defect, one finding); `target` is the first of them.
+    targets: tuple[str, ...] = field(default=(), compare=False, hash=False)
+
+    @property
+    def affected(self) -> tuple[str, ...]:
+        return self.targets or (self.target,)
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two findings the same defect, whichever target found them: the rule
+        and the source line (overlays rename objects, so names and messages may differ)."""
+        if self.location and self.location.line:
+            return (self.rule, self.severity, self.location)
+        return (self.rule, self.severity, self.message, self.resource, self.location)
 
     @property
     def file(self) -> str | None:
@@ -80,6 +94,7 @@ class Finding:
             "resource": self.resource.to_dict() if self.resource else None,
             "file": self.file,
             "line": self.line,
+            "targets": list(self.affected),
         }
         if self.why:
             out["why"] = self.why

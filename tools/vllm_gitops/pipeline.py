@@ -12,16 +12,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from vllm_gitops.cache import CheckCache, CheckedTarget, RenderCache, render_cache
 from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Finding, Severity, SourceLocation, sort_key
 from vllm_gitops.kustomization import YAML_SUFFIXES, kustomization_file, preflight
 from vllm_gitops.load import resources_from_file, resources_from_render, source_documents
 from vllm_gitops.policies.registry import run_policies
-from vllm_gitops.render import Renderer, RenderFailed, find_renderer
-from vllm_gitops.resources import Resource
+from vllm_gitops.render import RENDER_TIMEOUT, Renderer, RenderFailed, find_renderer
+from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.schema.engine import JsonSchemaEngine, SchemaEngine
 from vllm_gitops.schema.kubeconform import KubeconformEngine
-from vllm_gitops.schema.locations import SchemaLocations
+from vllm_gitops.schema.locations import SchemaKey, SchemaLocations
 from vllm_gitops.scope import Scope
 from vllm_gitops.settings import Settings
 
@@ -68,13 +69,33 @@ def discover_targets(settings: Settings) -> list[Target]:
 
 
 def repo_relative(path: Path, repo_root: Path) -> str:
-    """A user-given path as a repo-relative name; exit 2 when missing or outside the repo."""
+    """A user-given path as shown in findings: repo-relative inside the repository, else
+    relative to the current folder (or absolute); exit 2 when it does not exist."""
     if not path.exists():
         raise ToolError(f"no such file or folder: {path}")
     resolved = path.resolve()
-    if repo_root != resolved and repo_root not in resolved.parents:
-        raise ToolError(f"{path} is outside the repository {repo_root}")
-    return resolved.relative_to(repo_root).as_posix() or "."
+    if resolved == repo_root or repo_root in resolved.parents:
+        return resolved.relative_to(repo_root).as_posix() or "."
+    return display_path(resolved)
+
+
+def display_path(path: Path) -> str:
+    """How a researcher can open a file outside the repository: from the current folder."""
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+def confinement_root(path: Path, repo_root: Path) -> Path:
+    """The tree a user-given path's references must stay in: this repository, or the
+    repository (or, failing that, the folder) the path lives in."""
+    from vllm_gitops.settings import find_repo_root
+
+    resolved = path.resolve()
+    if resolved == repo_root or repo_root in resolved.parents:
+        return repo_root
+    return find_repo_root(resolved if resolved.is_dir() else resolved.parent)
 
 
 def targets_from_paths(paths: list[Path], settings: Settings) -> Target:
@@ -98,10 +119,24 @@ class ScopeLoader:
     `prefetch` renders many folders in parallel: kustomize runs as separate processes.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, use_cache: bool = True) -> None:
         self.settings = settings
         self._renderer: Renderer | None = None
         self._rendered: dict[Path, RenderedFolder] = {}
+        self._use_cache = use_cache
+        self._cache: RenderCache | None = None
+
+    @property
+    def cache(self) -> RenderCache | None:
+        """Renders kept on disk (cache.py); None when disabled."""
+        if self._use_cache and self._cache is None:
+            try:
+                command = self.renderer.command
+            except ToolError:  # no kustomize: a render (if any is needed) will say so
+                command = ("no-kustomize",)
+            self._cache = render_cache(self.settings, command)
+            self._use_cache = self._cache is not None
+        return self._cache
 
     @property
     def renderer(self) -> Renderer:
@@ -125,12 +160,36 @@ class ScopeLoader:
                     progress(done, len(todo), f"rendered {name}")
 
     def load(self, target: Target, paths: list[Path] | None = None) -> Scope:
-        scope = Scope(target.name, target.kind)
+        """The scope of a target, or of user-given paths (which may lie in other trees)."""
+        scope = Scope(target.name, target.kind, root=self.settings.repo_root)
         visited: set[Path] = set()
-        for path in paths or [target.path]:
-            self._load_path(scope, path.resolve(), visited)
+        roots = {path: confinement_root(path, self.settings.repo_root)
+                 for path in paths or [target.path]}
+        for path, root in roots.items():
+            if root == self.settings.repo_root:
+                self._load_path(scope, path.resolve(), visited)
         self._follow_gitops(scope, visited)
+        for path, root in roots.items():
+            if root != self.settings.repo_root:
+                self._add(scope, *self._load_foreign(target, path, root))
         return scope
+
+    def _load_foreign(self, target: Target, path: Path, root: Path) -> tuple[
+            list[Resource], list[Finding]]:
+        """A path outside the repository, read with this repository's settings; its
+        references stay confined to its own tree, its files are named as the user can open
+        them."""
+        foreign = ScopeLoader(replace(self.settings, repo_root=root)).load(target, [path])
+
+        def shown(location: SourceLocation | None) -> SourceLocation | None:
+            return location and SourceLocation(display_path(root / location.file),
+                                               location.line)
+
+        for resource in foreign.resources:
+            resource.layers = [SourceLayer(display_path(root / layer.file), layer.document)
+                               for layer in resource.layers]
+        return foreign.resources, [replace(f, location=shown(f.location))
+                                   for f in foreign.findings]
 
     def _load_path(self, scope: Scope, path: Path, visited: set[Path]) -> None:
         if not path.is_dir():
@@ -169,6 +228,18 @@ class ScopeLoader:
         self._add(scope, *resources_from_file(file, root, scope.name))
 
     def _render_folder(self, folder: Path) -> RenderedFolder:
+        """A render from the cache while none of its input files changed, else kustomize."""
+        cache = self.cache
+        cached = cache.get(folder) if cache else None
+        if isinstance(cached, RenderedFolder):
+            return cached
+        inputs = cache.inputs(folder) if cache else None  # digests taken before the render
+        result = self._render_uncached(folder)
+        if cache and not any(f.message.startswith(RENDER_TIMEOUT) for f in result.findings):
+            cache.put(folder, inputs, result)
+        return result
+
+    def _render_uncached(self, folder: Path) -> RenderedFolder:
         root = self.settings.repo_root
         target = folder.relative_to(root).as_posix() if root in folder.parents else str(folder)
         check = preflight(folder, root, target, self.settings.allow_remote_bases)
@@ -209,7 +280,10 @@ class ScopeLoader:
                         "folder of this repository: the sync would fail", scope.name,
                         resource.ref, resource.location_of(field_path)))
                     continue
+                before = len(scope.resources)
                 self._load_path(scope, folder, visited)
+                for synced in scope.resources[before:]:
+                    scope.synced_by[id(synced)] = resource
 
 
 def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -240,23 +314,124 @@ def make_engine(settings: Settings) -> SchemaEngine:
 
 def validate(targets: list[Target], settings: Settings, progress: Progress | None = None,
              paths: list[Path] | None = None) -> Report:
-    """Run every stage over every target; the Report holds all findings, sorted."""
+    """Run every stage over every target; the Report holds all findings, sorted, each defect
+    once (with every target it affects)."""
     loader = ScopeLoader(settings)
-    engine = make_engine(settings)
+    schema = SchemaOnce(make_engine(settings))
     report = Report(targets=len(targets))
-    loader.prefetch([t.path for t in targets if t.kind != "paths"], progress)
+    checks = _check_cache(loader, settings) if paths is None else None
+    hits = {t.name: checks.get(t.name) for t in targets} if checks else {}
+    todo = [t for t in targets if hits.get(t.name) is None]
+    inputs = {t.name: checks.inputs(t.path) for t in todo} if checks else {}  # before renders
+    loader.prefetch([t.path for t in todo if t.kind != "paths"], progress)
+    found: list[Finding] = []
     for index, target in enumerate(targets):
         if progress:
             progress(index, len(targets), f"checking {target.name}")
+        hit = hits.get(target.name)
+        if hit is not None:  # nothing it reads changed since a run checked it
+            report.resources += hit.resources
+            found += hit.findings
+            continue
         scope = loader.load(target, paths)
         report.resources += len(scope.resources)
-        report.findings += scope.findings
-        report.findings += engine.validate(scope.resources)
-        report.findings += run_policies(scope)
+        checked = [*scope.findings, *schema.validate(scope),
+                   *run_policies(scope, overrides=settings.severity_overrides)]
+        found += checked
+        if checks:
+            checks.put(target.name, inputs.get(target.name),
+                       CheckedTarget(checked, len(scope.resources), _missing_schemas(checked)))
     if progress:
         progress(len(targets), len(targets), "")
-    report.findings = _collapse_missing_schemas(sorted(set(report.findings), key=sort_key))
+    kinds = {t.name: t.kind for t in targets}
+    report.findings = _collapse_missing_schemas(merge_across_targets(found, kinds))
     return report
+
+
+def _check_cache(loader: ScopeLoader, settings: Settings) -> CheckCache | None:
+    """Whole-target results (cache.py), valid while no input file changed."""
+    renders = loader.cache
+    if renders is None:
+        return None
+    locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
+                                settings.repo_root, settings.cache_dir,
+                                settings.schema_fetch_timeout_seconds)
+    return CheckCache(renders, lambda api_version, kind: locations.find(
+        SchemaKey.of(api_version, kind)) is not None)
+
+
+def _missing_schemas(findings: list[Finding]) -> list[tuple[str, str]]:
+    """Kinds checked without a schema: a later run that finds one must check again."""
+    return sorted({(f.resource.api_version, f.resource.kind) for f in findings
+                   if f.rule == "schema/missing" and f.resource is not None})
+
+
+class SchemaOnce:
+    """Schema-checks each rendered object once, however many scopes include it.
+
+    Scopes that include the same rendered folder share its documents, so a document seen
+    before gets the findings it had then, re-addressed to the current target.
+    """
+
+    def __init__(self, engine: SchemaEngine) -> None:
+        self.engine = engine
+        self._seen: dict[int, tuple[object, list[Finding]]] = {}
+
+    def validate(self, scope: Scope) -> list[Finding]:
+        fresh = [r for r in scope.resources if id(r.doc) not in self._seen]
+        checked = [as_applied(r) for r in fresh if not is_build_config(r)]
+        by_ref: dict[object, list[Finding]] = {}
+        for finding in self.engine.validate(checked) if checked else []:
+            by_ref.setdefault(finding.resource, []).append(finding)
+        for resource in fresh:  # the document is kept alive so that its id stays unique
+            self._seen[id(resource.doc)] = (resource.doc, by_ref.get(resource.ref, []))
+        unattached = [f for ref, group in by_ref.items()
+                      if ref not in {r.ref for r in fresh} for f in group]
+        out = [replace(f, target=scope.name) for f in unattached]
+        for resource in scope.resources:
+            out += [replace(f, target=scope.name) for f in self._seen[id(resource.doc)][1]]
+        return list(dict.fromkeys(out))
+
+
+BUILD_CONFIG_GROUPS = ("kustomize.config.k8s.io", "config.kubernetes.io")
+
+
+def is_build_config(resource: Resource) -> bool:
+    """A kustomization or component file read as plain YAML: input to kustomize, never sent
+    to the API server, so no API schema applies."""
+    return resource.api_version.split("/")[0] in BUILD_CONFIG_GROUPS
+
+
+def as_applied(resource: Resource) -> Resource:
+    """The object as the API server receives it: Flux's kustomize-controller decrypts a
+    SOPS-encrypted file and drops its top-level `sops` metadata before applying
+    (https://fluxcd.io/flux/guides/mozilla-sops/)."""
+    if "sops" not in resource.doc:
+        return resource
+    doc = {key: value for key, value in resource.doc.items() if key != "sops"}
+    return Resource(doc, resource.target, resource.layers)
+
+
+def merge_across_targets(findings: list[Finding], kinds: dict[str, str]) -> list[Finding]:
+    """One defect, one finding: identical findings of several targets become one, naming
+    them all; its `target` is the first affected cluster entry point, else the first one."""
+    order = {name: i for i, name in enumerate(kinds)}
+    groups: dict[tuple[object, ...], list[Finding]] = {}
+    seen_in_target: dict[tuple[object, ...], int] = {}
+    for finding in sorted(findings, key=lambda f: f.message):
+        # Several findings of one rule at one line of one target stay apart (a ConfigMap key
+        # with two leaked tokens); the n-th of them pairs with the n-th of another target.
+        key = (finding.target, *finding.identity)
+        nth = seen_in_target[key] = seen_in_target.get(key, -1) + 1
+        groups.setdefault((*finding.identity, nth), []).append(finding)
+    merged = []
+    for group in groups.values():
+        targets = sorted({t for f in group for t in f.affected},
+                         key=lambda name: (order.get(name, len(order)), name))
+        first = next((name for name in targets if kinds.get(name) == "cluster"), targets[0])
+        shown = next((f for f in group if first in f.affected), group[0])
+        merged.append(replace(shown, target=first, targets=tuple(targets)))
+    return sorted(merged, key=sort_key)
 
 
 def _collapse_missing_schemas(findings: list[Finding]) -> list[Finding]:

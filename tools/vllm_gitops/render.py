@@ -19,6 +19,7 @@ from pathlib import Path
 from vllm_gitops.errors import ToolError
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+RENDER_TIMEOUT = "kustomize did not finish in"  # a transient failure: never cached
 TRANSFORMATIONS_ANNOTATION = "alpha.config.kubernetes.io/transformations"
 # https://kubectl.docs.kubernetes.io/references/kustomize/kustomization/buildmetadata/
 _WRAPPER = """\
@@ -62,7 +63,7 @@ class Renderer:
             )
         except subprocess.TimeoutExpired:
             raise RenderFailed(
-                f"kustomize did not finish in {self.timeout_seconds:.0f} s") from None
+                f"{RENDER_TIMEOUT} {self.timeout_seconds:.0f} s") from None
         except OSError as exc:
             raise ToolError(f"cannot run {self.command[0]}: {exc.strerror}") from None
         if done.returncode != 0:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
-from vllm_gitops.sizing.workload import find_vllm_workloads
+from vllm_gitops.topology import selected_workloads
+from vllm_gitops.topology import vllm_servers as find_vllm_workloads
 
 ROUTE_ANNOTATION = "vllm-gitops.io/litellm-route"
 ROUTES_FILE = "models.yaml"
@@ -31,8 +32,6 @@ class Route:
 
 
 def _service_for(scope: Scope, workload: Resource) -> tuple[Resource, int] | None:
-    from vllm_gitops.policies.wiring import selected_workloads
-
     for service in scope.of_kind("Service"):
         if service.get("spec", "clusterIP") == "None":
             continue  # the headless governing Service of a StatefulSet is not for traffic

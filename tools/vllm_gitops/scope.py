@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vllm_gitops.findings import Finding
 from vllm_gitops.resources import Resource
@@ -17,9 +18,25 @@ class Scope:
     resources: list[Resource] = field(default_factory=list)
     # Findings raised while rendering/loading (bad YAML, kustomize errors): reported as they are.
     findings: list[Finding] = field(default_factory=list)
+    # The folder that resources' source files are named relative to (the repository), for
+    # the few rules that look at files beside the manifests (Flux bootstrap layout).
+    root: Path | None = None
+    # id(resource) -> the Flux Kustomization / Argo CD Application in scope that syncs it
+    # (see sync_parent); resources of the entry point itself have none.
+    synced_by: dict[int, Resource] = field(default_factory=dict)
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
         return (r for r in self.resources if r.kind in kinds)
+
+    def holds_any(self, *kinds: str) -> bool:
+        """Whether the scope has any object of these kinds: a reference check (X names a Y
+        that must exist) runs only where Y could live, so a partial target (one base, the
+        apps of an overlay without its infrastructure) raises no false alarm."""
+        return any(r.kind in kinds for r in self.resources)
+
+    def sync_parent(self, resource: Resource) -> Resource | None:
+        """The Flux Kustomization or Argo CD Application in scope that applies `resource`."""
+        return self.synced_by.get(id(resource))
 
     def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
         for res in self.resources:

@@ -41,6 +41,8 @@ class Settings:
     schema_fetch_timeout_seconds: float = 10.0
     cache_dir: Path = field(default_factory=default_cache_dir)
     discover_roots: tuple[str, ...] = ("clusters", "overlays", "base")
+    # rule id -> "error" | "warning" | "info" | "off" (vllm-gitops.yaml `severityOverrides`)
+    severity_overrides: dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -84,7 +86,9 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "allowRemoteBases": bool,
     "kustomize": str,
     "renderTimeoutSeconds": (int, float),
+    "severityOverrides": dict,
 }
+SEVERITY_CHOICES = ("error", "warning", "info", "off")
 
 
 def _apply_config_file(settings: Settings, path: Path) -> Settings:
@@ -107,6 +111,7 @@ def _apply_config_file(settings: Settings, path: Path) -> Settings:
             raise ToolError(f"setting {key!r} has the wrong type", file=CONFIG_FILE, line=line)
     if data.get("engine", "jsonschema") not in ENGINES:
         raise ToolError(f"engine must be one of {', '.join(ENGINES)}", file=CONFIG_FILE)
+    overrides = _severity_overrides(data.get("severityOverrides") or {}, lines)
     return settings.with_overrides(
         kubernetes_version=data.get("kubernetesVersion"),
         schema_locations=tuple(_from_repo(str(x), settings.repo_root)
@@ -118,4 +123,23 @@ def _apply_config_file(settings: Settings, path: Path) -> Settings:
         allow_remote_bases=data.get("allowRemoteBases"),
         kustomize=data.get("kustomize"),
         render_timeout_seconds=data.get("renderTimeoutSeconds"),
+        severity_overrides=overrides or None,
     )
+
+
+def _severity_overrides(raw: dict[Any, Any], lines: dict[Any, int]) -> dict[str, str]:
+    """`severityOverrides: {rule id: error|warning|info|off}`, every id a registered rule."""
+    from vllm_gitops.policies.registry import RULES, _load_builtin_rules
+
+    _load_builtin_rules()
+    # YAML 1.1 reads a bare `off` as false.
+    raw = {k: "off" if v is False else v for k, v in raw.items()}
+    for rule_id, value in raw.items():
+        line = lines.get(("severityOverrides", rule_id))
+        if rule_id not in RULES:
+            raise ToolError(f"severityOverrides: unknown rule {rule_id!r} "
+                            "(see `tools/validate --list-rules`)", file=CONFIG_FILE, line=line)
+        if value not in SEVERITY_CHOICES:
+            raise ToolError(f"severityOverrides: {rule_id} must be one of "
+                            f"{', '.join(SEVERITY_CHOICES)}", file=CONFIG_FILE, line=line)
+    return {str(k): str(v) for k, v in raw.items()}

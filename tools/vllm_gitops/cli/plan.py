@@ -5,6 +5,7 @@ at what cost, and how long will it take to load.
     tools/plan --model Qwen/Qwen3-14B --gpu L40S --max-model-len 32768
     tools/plan --model Qwen/Qwen3-14B --instance-type g5.12xlarge --tensor-parallel-size 4
     tools/plan overlays/prod                                    # every vLLM workload rendered
+    tools/plan --list-models                                    # the offline model catalog
 
 Exit codes: 0 it starts (or a recommendation was found), 1 vLLM would refuse to start,
 2 bad input (unknown model, impossible values, unreadable manifests).
@@ -36,6 +37,7 @@ from vllm_gitops.sizing.models import (
     REPO_ROOT,
     ModelSpec,
     fetch_config,
+    list_models,
     load_model,
     load_model_config,
 )
@@ -45,6 +47,11 @@ from vllm_gitops.sizing.planner import (
     plan,
     plan_scopes,
     recommend,
+)
+from vllm_gitops.sizing.traffic import (
+    DEFAULT_OUTPUT_TOKENS,
+    DEFAULT_PROMPT_TOKENS,
+    RequestShape,
 )
 from vllm_gitops.sizing.version import DEFAULT_VERSION, parse_version
 
@@ -106,15 +113,30 @@ def _emit(payload: Any, text: str, output: OutputFormat) -> None:
         print(text)
 
 
-def _plan_paths(paths: list[Path], output: OutputFormat, catalogs: list[Path]) -> int:
+def _plan_paths(paths: list[Path], output: OutputFormat, catalogs: list[Path],
+                traffic: RequestShape) -> int:
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise ToolError(f"path not found: {missing[0]}")
-    plans = plan_scopes(paths, REPO_ROOT, catalogs)
+    plans = plan_scopes(paths, REPO_ROOT, catalogs, traffic)
     _emit({"workloads": [p.to_dict() for p in plans]}, report.workload_plans(plans), output)
     if any(p.error for p in plans):
         return EXIT_TOOL_ERROR
     return EXIT_FINDINGS if any(p.result and not p.result.starts for p in plans) else EXIT_OK
+
+
+def _list_models(catalogs: list[Path], output: OutputFormat) -> int:
+    rows = [describe_model(load_model(model_id, catalogs)) for model_id in list_models(catalogs)]
+    lines = [f"{'model':52} {'params':>8} {'layers':>6} {'KV heads':>8} {'context':>9} "
+             f"{'MoE':>4} {'quant':>6}"]
+    for row in rows:
+        lines.append(f"{row['model']:52} {row['params_billion']:>7.1f}B {row['layers']:>6} "
+                     f"{row['kv_heads']:>8} {row['max_model_len']:>9,} "
+                     f"{row['moe_experts'] or '-':>4} {row['quantization'] or '-':>6}")
+    lines.append(f"{len(rows)} models (catalog/models/<org>/<name>/config.json; add one with "
+                 "--model ID --fetch while online)")
+    _emit({"models": rows}, "\n".join(lines), output)
+    return EXIT_OK
 
 
 @app.command()
@@ -149,13 +171,27 @@ def plan_command(
         help="Download config.json from the Hugging Face Hub into the catalog.")] = False,
     catalog: Annotated[list[Path] | None, typer.Option(
         "--catalog", help="Extra model catalog folder (<org>/<name>/config.json).")] = None,
+    prompt_tokens: Annotated[int, typer.Option(
+        "--prompt-tokens",
+        help="Expected prompt length of a typical request, for the concurrency figures and "
+             f"the --max-num-seqs advice (default {DEFAULT_PROMPT_TOKENS}).")
+    ] = DEFAULT_PROMPT_TOKENS,
+    output_tokens: Annotated[int, typer.Option(
+        "--output-tokens",
+        help="Expected answer length of a typical request "
+             f"(default {DEFAULT_OUTPUT_TOKENS}).")] = DEFAULT_OUTPUT_TOKENS,
     top: Annotated[int, typer.Option("--top", help="Rows of the recommendation table.")] = 12,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.text,
+    list_catalog: Annotated[bool, typer.Option(
+        "--list-models", help="List the models the offline catalog can plan, and exit.")] = False,
 ) -> None:
     """Plan a vLLM deployment: memory, context, concurrency, cost and startup time."""
     catalogs = list(catalog or [])
+    if list_catalog:
+        raise typer.Exit(_list_models(catalogs, output))
+    traffic = RequestShape(prompt_tokens, output_tokens)
     if paths:
-        raise typer.Exit(_plan_paths(paths, output, catalogs))
+        raise typer.Exit(_plan_paths(paths, output, catalogs, traffic))
     spec = _model(model, model_config, fetch, catalogs)
     version = parse_version(vllm_version or DEFAULT_VERSION)
     args = EngineArgs(
@@ -178,7 +214,7 @@ def plan_command(
         payload = {"model": describe_model(spec), "recommendations": [r.to_dict() for r in rows]}
         _emit(payload, report.recommendations(spec, rows, args, version, top), output)
         raise typer.Exit(EXIT_OK if rows else EXIT_FINDINGS)
-    result: PlanResult = plan(spec, chosen_gpu, args, version, instance=inst)
+    result: PlanResult = plan(spec, chosen_gpu, args, version, instance=inst, traffic=traffic)
     _emit(result.to_dict(), report.plan_result(result), output)
     raise typer.Exit(EXIT_OK if result.starts else EXIT_FINDINGS)
 

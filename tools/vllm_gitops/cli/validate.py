@@ -12,11 +12,12 @@ from typing import Annotated
 
 import typer
 
+from vllm_gitops.changes import targets_changed_since
 from vllm_gitops.cli.common import guarded, write_output
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
 from vllm_gitops.render import find_renderer, renderer_version
-from vllm_gitops.report import FORMATS, RenderOptions
+from vllm_gitops.report import FORMATS, RenderOptions, catalogue
 from vllm_gitops.settings import Settings, find_repo_root, load_settings
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None,
@@ -29,6 +30,7 @@ class Format(StrEnum):
     sarif = "sarif"
     junit = "junit"
     github = "github"
+    markdown = "markdown"  # --list-rules only
 
 
 class Engine(StrEnum):
@@ -69,14 +71,30 @@ def main(
     color: Annotated[bool | None, typer.Option("--color/--no-color")] = None,
     repo: Annotated[Path | None, typer.Option(help="Repository root (default: found from "
                                                    "the current folder).")] = None,
+    changed_since: Annotated[str | None, typer.Option(
+        "--changed-since", metavar="REF",
+        help="Check only the targets that the difference between the git revision REF and "
+             "the working tree (committed or not, new files included) can affect.")] = None,
+    list_rules: Annotated[bool, typer.Option(
+        "--list-rules", help="Print the rule catalogue (id, severity, summary) and exit; "
+                             "--format json or markdown for the full texts.")] = False,
 ) -> None:
     """Render every target with kustomize and check it against Kubernetes and CRD schemas
     and the policies that catch what breaks LLM serving."""
 
     def body() -> int:
+        if list_rules:
+            root = repo.resolve() if repo else find_repo_root(Path.cwd())
+            write_output(_catalogue(output_format, load_settings(root)), output)
+            return EXIT_OK
+        if output_format is Format.markdown:
+            raise ToolError("--format markdown is for --list-rules; reports use text, json, "
+                            "sarif, junit or github")
         settings = _settings(repo, kubernetes_version, schema_location, engine,
                              missing_schema_is_error, allow_remote_bases)
         targets, given = _targets(settings, paths)
+        if changed_since is not None:
+            targets = _changed_targets(targets, given, settings, changed_since)
         show_progress = sys.stderr.isatty() and len(targets) > 3 and output_format is Format.text
         report = validate(targets, settings, _progress(show_progress), given)  # type: ignore[arg-type]
         use_color = sys.stdout.isatty() and output is None if color is None else color
@@ -86,6 +104,25 @@ def main(
         return EXIT_FINDINGS if report.summary()["errors"] else EXIT_OK
 
     raise typer.Exit(guarded(body))
+
+
+def _changed_targets(targets: list[Target], given: list[Path] | None, settings: Settings,
+                     ref: str) -> list[Target]:
+    """`--changed-since REF`: the targets the change can affect (changes.py); why, on stderr."""
+    if given:
+        raise ToolError("--changed-since selects among the repository's targets; "
+                        "give no PATH with it")
+    chosen, selection = targets_changed_since(targets, settings, ref)
+    typer.echo(f"--changed-since {ref}: {selection.reason}", err=True)
+    return chosen
+
+
+def _catalogue(output_format: Format, settings: Settings) -> str:
+    if output_format is Format.json:
+        return catalogue.render_json(settings.severity_overrides)
+    if output_format is Format.markdown:
+        return catalogue.render_markdown()
+    return catalogue.render_text(settings.severity_overrides)
 
 
 def _settings(repo: Path | None, kubernetes_version: str | None, locations: list[str] | None,

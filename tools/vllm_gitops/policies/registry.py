@@ -11,10 +11,11 @@ Several exemptions are separated by ';' or new lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
-from vllm_gitops.findings import Finding, Severity
+from vllm_gitops.findings import Finding, Severity, SourceLocation
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
 from vllm_gitops.yamlsafe import FieldPath
@@ -27,6 +28,7 @@ class Violation:
     resource: Resource
     message: str
     path: FieldPath = ()
+    line_offset: int = 0  # lines below where `path` is written (a line inside a text value)
 
 
 Check = Callable[[Scope], Iterable[Violation]]
@@ -70,20 +72,49 @@ def exemptions(resource: Resource) -> dict[str, str]:
     return out
 
 
-def run_policies(scope: Scope, rules: Iterable[Rule] | None = None) -> list[Finding]:
+def effective_severity(rule: Rule, overrides: Mapping[str, str] | None) -> Severity | None:
+    """The rule's severity after `severityOverrides` of vllm-gitops.yaml; None when "off"."""
+    wanted = (overrides or {}).get(rule.id)
+    if wanted is None:
+        return rule.severity
+    return None if wanted == "off" else Severity(wanted)
+
+
+def run_policies(scope: Scope, rules: Iterable[Rule] | None = None,
+                 overrides: Mapping[str, str] | None = None) -> list[Finding]:
     _load_builtin_rules()
     findings: list[Finding] = []
     for resource in scope.resources:
         findings += _exemption_problems(resource)
-    for current in rules if rules is not None else RULES.values():
-        for violation in current.check(scope):
-            if exemptions(violation.resource).get(current.id):
-                continue
-            findings.append(Finding(
-                current.id, current.severity, violation.message, scope.name,
-                violation.resource.ref, violation.resource.location_of(violation.path),
-                why=current.why, fix=current.fix))
+    for rule_ in rules if rules is not None else RULES.values():
+        severity = effective_severity(rule_, overrides)
+        if severity is None:
+            continue
+        findings += _check(replace(rule_, severity=severity), scope)
     return findings
+
+
+def _check(rule: Rule, scope: Scope) -> list[Finding]:
+    """One rule's findings; a rule that trips over input it did not expect says so once
+    (the schema stage reports malformed objects) instead of ending the whole run."""
+    try:
+        violations = list(rule.check(scope))
+    except Exception as exc:
+        if os.environ.get("VLLM_GITOPS_DEBUG"):
+            raise
+        return [Finding("policy/not-evaluated", Severity.WARNING,
+                        f"rule {rule.id} could not check these manifests ({type(exc).__name__}: "
+                        f"{exc}); fix the schema errors first, or report this", scope.name)]
+    return [Finding(rule.id, rule.severity, v.message, scope.name, v.resource.ref,
+                    _location(v), why=rule.why, fix=rule.fix)
+            for v in violations if not exemptions(v.resource).get(rule.id)]
+
+
+def _location(violation: Violation) -> SourceLocation | None:
+    location = violation.resource.location_of(violation.path)
+    if location is None or location.line is None or not violation.line_offset:
+        return location
+    return replace(location, line=location.line + violation.line_offset)
 
 
 def _exemption_problems(resource: Resource) -> list[Finding]:
@@ -104,5 +135,12 @@ def _exemption_problems(resource: Resource) -> list[Finding]:
 
 
 def _load_builtin_rules() -> None:
-    # Importing the rule modules registers their rules (once).
-    from vllm_gitops.policies import gateway, wiring  # noqa: F401
+    """Import every module of this package: importing a rule module registers its rules."""
+    import importlib
+    import pkgutil
+
+    import vllm_gitops.policies as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "registry":
+            importlib.import_module(f"{package.__name__}.{module.name}")

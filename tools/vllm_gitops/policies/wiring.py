@@ -7,33 +7,18 @@ from typing import Any
 
 from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
-from vllm_gitops.resources import Resource, iter_containers, pod_spec_path
+from vllm_gitops.resources import POD_TEMPLATE_KINDS, Resource, iter_containers
 from vllm_gitops.scope import Scope
+from vllm_gitops.topology import (
+    container_ports,
+    declared_port_numbers,
+    pod_labels,
+    selected_workloads,
+    vllm_port,
+    vllm_servers,
+)
 
-
-def pod_labels(resource: Resource) -> dict[str, str] | None:
-    spec_path = pod_spec_path(resource)
-    if spec_path is None:
-        return None
-    labels = resource.get(*spec_path[:-1], "metadata", "labels")
-    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-
-
-def selected_workloads(scope: Scope, service: Resource) -> Iterator[Resource]:
-    selector = service.get("spec", "selector")
-    if not isinstance(selector, dict) or not selector:
-        return
-    for workload in scope.resources:
-        labels = pod_labels(workload)
-        if labels is None or workload.namespace != service.namespace:
-            continue
-        if all(labels.get(str(k)) == str(v) for k, v in selector.items()):
-            yield workload
-
-
-def container_ports(container: dict[str, Any]) -> dict[str, int]:
-    return {str(p["name"]): int(p.get("containerPort", 0)) for p in container.get("ports") or []
-            if isinstance(p, dict) and p.get("name")}
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 
 
 @rule(
@@ -57,11 +42,14 @@ def service_selects_nothing(scope: Scope) -> Iterator[Violation]:
 
 @rule(
     "wiring/service-target-port", Severity.ERROR,
-    "Service targetPort names a port the selected containers do not declare",
+    "Service targetPort (name or number) is not a port the selected containers declare",
     why="""A named targetPort is looked up in the pod's container ports. If no container
-    declares that name, the Service has no endpoint port and traffic never arrives.""",
+    declares that name, the Service has no endpoint port and traffic never arrives. A numeric
+    targetPort that none of the declared container ports has sends traffic to a port nothing
+    listens on.""",
     fix="""Declare the port with that name in the container (ports: - name: http,
-    containerPort: 8000) or use the same name in the Service's targetPort.""",
+    containerPort: 8000) or use the same name (or the declared number) in the Service's
+    targetPort.""",
 )
 def service_target_port(scope: Scope) -> Iterator[Violation]:
     for service in scope.of_kind("Service"):
@@ -69,12 +57,28 @@ def service_target_port(scope: Scope) -> Iterator[Violation]:
             names: set[str] = set()
             for _, container in iter_containers(workload):
                 names |= set(container_ports(container))
+            numbers = declared_port_numbers(workload)
             for i, port in enumerate(service.get("spec", "ports", default=[]) or []):
-                target = port.get("targetPort") if isinstance(port, dict) else None
-                if isinstance(target, str) and target not in names:
+                if not isinstance(port, dict):
+                    continue
+                target = port.get("targetPort", port.get("port"))  # defaults to the port
+                path = ("spec", "ports", i, "targetPort")
+                if isinstance(target, str) and not target.isdigit() and target not in names:
                     yield Violation(service, f"targetPort {target!r} is not a named port of "
-                                    f"{workload.kind} {workload.name}",
-                                    ("spec", "ports", i, "targetPort"))
+                                    f"{workload.kind} {workload.name}", path)
+                elif _as_number(target) is not None and numbers and \
+                        _as_number(target) not in numbers:
+                    # A number reaches the pod even when undeclared, but when the containers
+                    # declare their ports, a number none of them declares is a wrong number.
+                    yield Violation(service, f"targetPort {target} is not a containerPort of "
+                                    f"{workload.kind} {workload.name} (it declares "
+                                    f"{', '.join(map(str, sorted(numbers)))})", path)
+
+
+def _as_number(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 @rule(
@@ -94,3 +98,185 @@ def probe_port(scope: Scope) -> Iterator[Violation]:
                     if isinstance(port, str) and port not in names:
                         yield Violation(workload, f"{container.get('name')}: {probe} uses port "
                                         f"{port!r}, not declared", (*path, probe))
+
+
+# ---------------------------------------------------------------- selectors
+
+
+def _selector_misses(selector: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """The parts of a LabelSelector that the labels do not satisfy."""
+    misses = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()
+              if labels.get(str(k)) != str(v)]
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, dict):
+            continue
+        key, op = str(expr.get("key")), expr.get("operator")
+        values = {str(v) for v in expr.get("values") or []}
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": key not in labels or labels[key] not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}.get(str(op), True)
+        if not ok:
+            misses.append(f"{key} {op} {sorted(values)}" if values else f"{key} {op}")
+    return misses
+
+
+@rule(
+    "wiring/selector-mismatch", Severity.ERROR,
+    "a workload's spec.selector does not match the labels of its own pod template",
+    why="""A Deployment, StatefulSet, DaemonSet, ReplicaSet or Job finds its pods through
+    spec.selector. When the pod template's labels do not match it, the API server rejects the
+    object ("selector does not match template labels"), so the model server is never created
+    and the sync fails.""",
+    fix="""Make spec.selector.matchLabels a subset of spec.template.metadata.labels. With
+    kustomize, set labels through `labels:` with includeSelectors: true so both move
+    together.""",
+)
+def selector_mismatch(scope: Scope) -> Iterator[Violation]:
+    for workload in scope.resources:
+        if workload.kind not in POD_TEMPLATE_KINDS:
+            continue
+        selector = workload.get("spec", "selector")
+        if not isinstance(selector, dict) or not selector:
+            continue  # Jobs generate theirs; a missing selector is a schema error
+        misses = _selector_misses(selector, pod_labels(workload) or {})
+        if misses:
+            yield Violation(workload, "spec.selector requires " + ", ".join(misses)
+                            + ", which the pod template's labels do not have",
+                            ("spec", "selector"))
+
+
+# ---------------------------------------------------------------- vLLM port and paths
+
+
+def _probe_port(container: dict[str, Any], probe: str) -> int | str | None:
+    handler = (container.get(probe) or {})
+    for kind in ("httpGet", "tcpSocket", "grpc"):
+        port = (handler.get(kind) or {}).get("port") if isinstance(handler, dict) else None
+        if port is not None:
+            return port if isinstance(port, int) else str(port)
+    return None
+
+
+def _services_missing(scope: Scope, workload: Resource, container: dict[str, Any],
+                      port: int) -> Iterator[tuple[Resource, int, int]]:
+    """(Service, port index, number) for each Service in front of this pod none of whose
+    ports reaches vLLM: the first port that targets a number this container could be
+    listening on. Ports that target another container (a number or name it declares) and
+    numbers nobody declares (wiring/service-target-port) are left alone."""
+    names = container_ports(container)
+    own = {p["containerPort"] for p in container.get("ports") or []
+           if isinstance(p, dict) and isinstance(p.get("containerPort"), int)}
+    declared = declared_port_numbers(workload)
+    others = declared - own
+    for service in scope.of_kind("Service"):
+        if not any(w is workload for w in selected_workloads(scope, service)):
+            continue
+        candidates: list[tuple[int, int]] = []
+        reaches = False
+        for i, entry in enumerate(service.get("spec", "ports", default=[]) or []):
+            if not isinstance(entry, dict):
+                continue
+            target = entry.get("targetPort", entry.get("port"))
+            number = _as_number(target)
+            if number is None:
+                reaches |= isinstance(target, str) and names.get(target) == port
+                continue
+            if number == port:
+                reaches = True
+            elif number not in others and (not declared or number in own):
+                candidates.append((i, number))
+        if candidates and not reaches:
+            yield service, *candidates[0]
+
+
+@rule(
+    "wiring/vllm-port", Severity.ERROR,
+    "vLLM's --port disagrees with the containerPort, a probe port or a Service targetPort",
+    why="""vLLM's API server listens on the port given by --port (8000 when absent). A
+    containerPort, probe or Service pointing at another port reaches nothing: probes fail so
+    the pod is restarted or never Ready, and the Service sends requests into the void.""",
+    fix="""Use one number everywhere: --port, the container's ports[].containerPort, probe
+    ports (better: the port's name) and the Service targetPort (better: the same name).""",
+)
+def vllm_port_agrees(scope: Scope) -> Iterator[Violation]:
+    for server in vllm_servers(scope):
+        port = vllm_port(server)
+        if port is None:
+            continue
+        workload, container = server.resource, server.resource.get(*server.container_path)
+        inside = _container_disagreements(container, port)
+        outside = list(_services_missing(scope, workload, container, port))
+        where = f"vLLM listens on {port} (--port{'' if '--port' in server.flags else ' default'})"
+        if inside:
+            elsewhere = [f"Service {svc.name} targetPort {n}" for svc, _, n in outside]
+            yield Violation(workload, f"{server.container}: {where}, but "
+                            + ", ".join(inside + elsewhere) + " point elsewhere",
+                            (*server.container_path, "ports" if "containerPort" in inside[0]
+                             else "args"))
+            continue
+        for service, i, number in outside:
+            yield Violation(service, f"targetPort {number} reaches {workload.kind} "
+                            f"{workload.name}, where {where}",
+                            ("spec", "ports", i, "targetPort"))
+
+
+def _container_disagreements(container: dict[str, Any], port: int) -> list[str]:
+    out: list[str] = []
+    numbers = [p.get("containerPort") for p in container.get("ports") or []
+               if isinstance(p, dict) and isinstance(p.get("containerPort"), int)]
+    if numbers and port not in numbers:
+        out.append("containerPort " + ", ".join(map(str, numbers)))
+    for probe in PROBES:
+        probe_port = _probe_port(container, probe)
+        if isinstance(probe_port, int) and probe_port != port:
+            out.append(f"{probe} port {probe_port}")
+    return out
+
+
+# GET routes of vLLM's OpenAI-compatible server (v0.11.0):
+# https://github.com/vllm-project/vllm/blob/v0.11.0/vllm/entrypoints/openai/api_server.py
+# (/health, /load, /ping, /version, /v1/models; /metrics is mounted by mount_metrics; /docs,
+# /redoc and /openapi.json are FastAPI's own unless --disable-fastapi-docs).
+VLLM_GET_PATHS = frozenset({"/health", "/load", "/ping", "/version", "/v1/models", "/metrics",
+                            "/docs", "/redoc", "/openapi.json"})
+
+
+@rule(
+    "wiring/probe-path", Severity.ERROR,
+    "a vLLM container's HTTP probe asks for a path vLLM does not serve (or guards by API key)",
+    why="""vLLM answers 404 on paths it does not serve (and 401 on /v1/... when an API key
+    is set), and a probe counts either as a failure: the startup or liveness probe kills a
+    healthy server again and again, or the readiness probe keeps it out of the Service
+    forever.""",
+    fix="""Probe /health (liveness, startup) or /v1/models (readiness: only answers once the
+    model is loaded; with --api-key it needs the key, so prefer /health there). /ping,
+    /version, /load and /metrics are served too.""",
+)
+def probe_path(scope: Scope) -> Iterator[Violation]:
+    for server in vllm_servers(scope):
+        container = server.resource.get(*server.container_path)
+        keyed = "--api-key" in server.flags or any(
+            isinstance(e, dict) and e.get("name") == "VLLM_API_KEY"
+            for e in container.get("env") or [])
+        for probe in PROBES:
+            http = ((container.get(probe) or {}).get("httpGet") or {})
+            path = http.get("path") if isinstance(http, dict) else None
+            if path is None:
+                continue
+            where = (*server.container_path, probe, "httpGet", "path")
+            clean = str(path).split("?", 1)[0].rstrip("/") or "/"
+            if clean not in VLLM_GET_PATHS:
+                yield Violation(server.resource, f"{server.container}: {probe} asks for "
+                                f"{path!r}, which vLLM answers with 404 (it serves /health, "
+                                "/v1/models, /ping, /version, /load, /metrics)", where)
+            elif keyed and clean.startswith("/v1") and not _sends_authorization(http):
+                # With an API key, vLLM answers 401 on /v1/* without the bearer token (the
+                # authentication middleware in the api_server.py cited above).
+                yield Violation(server.resource, f"{server.container}: {probe} asks for "
+                                f"{path!r}, which vLLM answers with 401 when an API key is "
+                                "set (--api-key or VLLM_API_KEY); /health needs no key", where)
+
+
+def _sends_authorization(http: dict[str, Any]) -> bool:
+    return any(isinstance(h, dict) and str(h.get("name", "")).lower() == "authorization"
+               for h in http.get("httpHeaders") or [])

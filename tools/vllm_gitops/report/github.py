@@ -21,7 +21,7 @@ def _line(finding: Finding) -> str:
         if finding.line:
             props.insert(1, f"line={finding.line}")
     subject = f"{finding.resource}: " if finding.resource else ""
-    body = f"{subject}{finding.message} ({finding.target})"
+    body = f"{subject}{finding.message} (in {', '.join(finding.affected)})"
     if finding.fix:
         body += f"\nFix: {finding.fix}"
     return f"::{_LEVEL[finding.severity]} {','.join(props)}::{_escape(body)}"

@@ -32,7 +32,7 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
         "level": _LEVEL[finding.severity],
         "message": {"text": f"{finding.resource}: {finding.message}" if finding.resource
                     else finding.message},
-        "properties": {"target": finding.target},
+        "properties": {"target": finding.target, "targets": list(finding.affected)},
     }
     if finding.file:
         physical: dict[str, Any] = {"artifactLocation": {"uri": quote(finding.file)}}

@@ -1,4 +1,4 @@
-"""Human output: findings grouped by target, errors first, coloured on a terminal."""
+"""Human output: findings grouped by source file, in line order, coloured on a terminal."""
 
 from __future__ import annotations
 
@@ -14,11 +14,18 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if color else text
 
 
+def _affected(finding: Finding, shown: int = 4) -> str:
+    targets = finding.affected
+    more = f" and {len(targets) - shown} more" if len(targets) > shown else ""
+    return ", ".join(targets[:shown]) + more
+
+
 def _finding(finding: Finding, color: bool) -> list[str]:
     where = str(finding.location) if finding.location else "(no source file)"
     what = f" {finding.resource}" if finding.resource else ""
     label = _paint(finding.severity.value.upper(), _COLORS[finding.severity], color)
-    lines = [f"  {label} {where}{what}", f"    {finding.message}  [{finding.rule}]"]
+    lines = [f"  {label} {where}{what}", f"    {finding.message}  [{finding.rule}]",
+             f"    in: {_affected(finding)}"]
     if finding.why:
         lines.append(f"    why: {finding.why}")
     if finding.fix:
@@ -27,11 +34,12 @@ def _finding(finding: Finding, color: bool) -> list[str]:
 
 
 def render(report: Report, color: bool = False, context: str = "") -> str:
+    """Findings grouped by the file to change, each once, naming the targets it breaks."""
     lines: list[str] = []
-    by_target = sorted(report.findings, key=lambda f: f.target)
-    for target, group in groupby(by_target, key=lambda f: f.target):
-        lines.append(_paint(target, "1", color))
-        for finding in sorted(group, key=lambda f: (f.severity.rank, f.file or "", f.line or 0)):
+    by_file = sorted(report.findings, key=lambda f: (f.file or "", f.target))
+    for file, group in groupby(by_file, key=lambda f: f.file or ""):
+        lines.append(_paint(file or "(not from a file)", "1", color))
+        for finding in sorted(group, key=lambda f: (f.line or 0, f.severity.rank, f.rule)):
             lines += _finding(finding, color)
         lines.append("")
     if any(f.rule == "schema/missing" for f in report.findings):

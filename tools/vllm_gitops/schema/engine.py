@@ -1,4 +1,5 @@
-"""Stage 3: every document against its schema, strictly (unknown fields are errors)."""
+"""Stage 3: every document against its schema, strictly (unknown fields are errors), then the
+CRD's own validation rules (CEL, `x-kubernetes-validations`) as the API server evaluates them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from referencing.jsonschema import DRAFT202012
 
 from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.resources import Resource
+from vllm_gitops.schema.cel import CelEvaluator
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations, builtin_schema_dir
 from vllm_gitops.yamlsafe import FieldPath
 
@@ -52,6 +54,34 @@ def missing_schema(resource: Resource, key: SchemaKey, locations: SchemaLocation
                    f"no schema found for {key}; not validated (tried: {locations.tried()})")
 
 
+# (rule, severity, path, message) of one object's problems: what the verdict cache holds.
+Problem = tuple[str, Severity, FieldPath, str]
+
+
+class CelRules:
+    """The CEL stage both engines share: rules of non-built-in schemas, unevaluable ones
+    reported once per run (not once per object)."""
+
+    def __init__(self) -> None:
+        self.evaluator = CelEvaluator()
+        self._reported: set[str] = set()
+
+    def problems(self, schema: dict[str, Any], doc: dict[str, Any]) -> list[Problem]:
+        out: list[Problem] = []
+        for failure in self.evaluator.failures(schema, doc):
+            if not failure.unevaluable:
+                where = _dotted(failure.path) or "(document)"
+                out.append(("schema/cel", Severity.ERROR, failure.path,
+                            f"{where}: {failure.message}"))
+            elif failure.message not in self._reported:
+                self._reported.add(failure.message)
+                out.append(("schema/cel-unevaluable", Severity.WARNING, failure.path,
+                            f"{doc.get('apiVersion')} {doc.get('kind')}: CEL rule at "
+                            f"{_dotted(failure.path) or '(document)'} not checked, "
+                            f"{failure.message}"))
+        return out
+
+
 class JsonSchemaEngine:
     """In-process validation with the schemas kubeconform uses (kubernetes-validate, CRDs)."""
 
@@ -62,7 +92,9 @@ class JsonSchemaEngine:
         self.missing_is_error = missing_is_error
         self._validators: dict[SchemaKey, Draft202012Validator] = {}
         self._registry: Registry[Any] | None = None
-        self._verdicts: dict[tuple[SchemaKey, str], list[tuple[FieldPath, str]]] = {}
+        self._verdicts: dict[tuple[SchemaKey, str], list[Problem]] = {}
+        self._schemas: dict[SchemaKey, dict[str, Any]] = {}  # non-built-in: carry CEL rules
+        self.cel = CelRules()
 
     def validate(self, resources: list[Resource]) -> list[Finding]:
         findings: list[Finding] = []
@@ -82,17 +114,22 @@ class JsonSchemaEngine:
                                 .encode()).hexdigest()
         verdict = self._verdicts.get((key, digest))
         if verdict is None:
-            verdict = [_describe(e) for e in _errors(validator, resource.doc)]
+            verdict = [("schema/invalid", Severity.ERROR, *_describe(e))
+                       for e in _errors(validator, resource.doc)]
+            if not verdict and key in self._schemas:  # CEL only on a structurally valid object
+                verdict = self.cel.problems(self._schemas[key], resource.doc)
             self._verdicts[(key, digest)] = verdict
-        return [located(resource, "schema/invalid", Severity.ERROR, message, path)
-                for path, message in verdict]
+        return [located(resource, rule, severity, message, path)
+                for rule, severity, path, message in verdict]
 
     def _validator(self, key: SchemaKey) -> Draft202012Validator | None:
         if key not in self._validators:
             found = self.locations.find(key)
             if found is None:
                 return None
-            schema = found.schema if found.builtin else _strict_root(found.schema)
+            schema = found.schema if found.builtin else strict_root(found.schema)
+            if not found.builtin:
+                self._schemas[key] = found.schema
             registry = self._builtin_registry() if found.builtin else Registry()
             self._validators[key] = Draft202012Validator(schema, registry=registry)
         return self._validators[key]
@@ -106,7 +143,7 @@ class JsonSchemaEngine:
         return self._registry
 
 
-def _strict_root(schema: dict[str, Any]) -> dict[str, Any]:
+def strict_root(schema: dict[str, Any]) -> dict[str, Any]:
     """CRD catalog schemas are strict below the root; make a top-level typo an error too."""
     if "properties" in schema and "additionalProperties" not in schema:
         return {**schema, "additionalProperties": False}

@@ -90,10 +90,18 @@ class SchemaLocations:
         """The locations searched, short: URLs by host, with why they could not be read."""
         parts = []
         for location in self.locations:
-            short = location.split("/")[2] if "://" in location else location
+            short = location.split("/")[2] if "://" in location else self._shown(location)
             reason = self.unreachable.get(location)
             parts.append(f"{short} ({reason})" if reason else short)
         return ", ".join(parts)
+
+    def _shown(self, location: str) -> str:
+        """A folder inside the repository by its repo-relative name (schemas, not /home/...)."""
+        path = Path(location)
+        root = self.repo_root.resolve()
+        if path.is_absolute() and root in path.parents:
+            return path.relative_to(root).as_posix()
+        return location
 
     def _search(self, key: SchemaKey) -> FoundSchema | None:
         for location in self.locations:

@@ -3,8 +3,9 @@ cost, and how long it takes to load. Predicts vLLM's own startup accounting offl
 
 Modules: models (config.json catalog), hardware (GPU / EC2 catalogs), version, engine_args,
 weights, kvcache, memory (budget + every startup failure), startup (probe sizing), karpenter
-(instance choice and price), workload (vLLM servers in rendered manifests), planner (the API
-below), render (tools/plan text output).
+(instance choice, price, DaemonSet overhead), traffic (concurrency for a request shape),
+workload (vLLM servers in rendered manifests), planner (the API below), report (tools/plan
+text output).
 
     from vllm_gitops.sizing import EngineArgs, find_gpu, load_model, parse_version, plan
     result = plan(load_model("Qwen/Qwen3-14B"), find_gpu("L40S"),
@@ -17,6 +18,7 @@ For manifests: `find_vllm_workloads(scope)` then `plan_workload(workload, scope)
 from vllm_gitops.sizing.engine_args import EngineArgs
 from vllm_gitops.sizing.hardware import find_gpu, find_instance
 from vllm_gitops.sizing.karpenter import (
+    DaemonSetPod,
     KarpenterChoice,
     NodeClass,
     NodePool,
@@ -32,14 +34,16 @@ from vllm_gitops.sizing.planner import (
     plan,
     plan_workload,
     recommend,
+    scope_daemonsets,
 )
+from vllm_gitops.sizing.traffic import Concurrency, RequestShape
 from vllm_gitops.sizing.version import DEFAULT_VERSION, parse_version, version_from_image
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
 
 __all__ = [
-    "DEFAULT_VERSION", "EngineArgs", "Failure", "KarpenterChoice", "NodeClass", "NodePool",
-    "PlanResult", "PodScheduling", "Recommendation", "VllmWorkload", "WorkloadPlan",
-    "find_gpu", "find_instance", "find_vllm_workloads", "load_model", "load_model_config",
-    "parse_version", "plan", "plan_workload", "recommend", "simulate_karpenter",
-    "version_from_image",
+    "DEFAULT_VERSION", "Concurrency", "DaemonSetPod", "EngineArgs", "Failure", "KarpenterChoice",
+    "NodeClass", "NodePool", "PlanResult", "PodScheduling", "Recommendation", "RequestShape",
+    "VllmWorkload", "WorkloadPlan", "find_gpu", "find_instance", "find_vllm_workloads",
+    "load_model", "load_model_config", "parse_version", "plan", "plan_workload", "recommend",
+    "scope_daemonsets", "simulate_karpenter", "version_from_image",
 ]

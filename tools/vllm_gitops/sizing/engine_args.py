@@ -34,6 +34,10 @@ class EngineArgs:
     block_size: int | None = None
     enforce_eager: bool = False
     disable_hybrid_kv_cache_manager: bool = False
+    # Not a flag: whether FlashInfer is importable. The vllm/vllm-openai image ships it; a pip
+    # install of vLLM <= 0.11.0 does not, and then samples with the sort (see
+    # VllmVersion.sorts_full_vocab_without_flashinfer).
+    flashinfer_installed: bool = True
 
     def validate(self) -> None:
         """Reject values vLLM could never accept (bad input, exit 2)."""
@@ -86,6 +90,7 @@ class ResolvedArgs:
     enforce_eager: bool
     hybrid_kv_cache_manager: bool
     defaults_used: tuple[str, ...]
+    flashinfer_installed: bool = True
 
     @property
     def world_size(self) -> int:
@@ -167,4 +172,5 @@ def resolve(args: EngineArgs, model: ModelSpec, gpu: Gpu, version: VllmVersion) 
         enforce_eager=args.enforce_eager,
         hybrid_kv_cache_manager=version.engine == "V1" and not args.disable_hybrid_kv_cache_manager,
         defaults_used=tuple(defaults),
+        flashinfer_installed=args.flashinfer_installed,
     )

@@ -6,6 +6,10 @@ must be compatible with the pool's requirements and labels (custom keys must be 
 pool) and intersect each instance type's labels; requests + DaemonSet overhead must fit the
 instance's allocatable (aws/karpenter-provider-aws instancetype/types.go); instance capacity
 must fit the pool's limits; survivors are ordered by price and the cheapest is launched.
+DaemonSet overhead: the requests (and pod slots) of every DaemonSet in scope that would land on
+the node (tolerates the pool's taints, nodeSelector / first required term compatible with the
+node's labels), plus an allowance for the DaemonSets every EKS GPU node runs without them being
+in the repository (EKS_DAEMONSETS).
 Prices are us-east-1 on-demand: Karpenter prefers spot when a pool allows it, so the on-demand
 figure is then an upper bound.
 """
@@ -148,6 +152,75 @@ def pod_requests(spec: Mapping[str, Any]) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class DaemonSetPod:
+    """One DaemonSet's pod as Karpenter counts it into a new node's overhead
+    (scheduler.go buildDaemonOverheadGroups / isDaemonPodCompatible)."""
+
+    name: str
+    scheduling: PodScheduling
+    gpu_nodes_only: bool = False  # the allowance's device plugin: only where there are GPUs
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> DaemonSetPod:
+        spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return cls(str((doc.get("metadata") or {}).get("name", "")),
+                   PodScheduling.from_pod_spec(spec))
+
+    def lands_on(self, pool: NodePool, labels: Labels, gpus: int) -> bool:
+        if self.gpu_nodes_only and gpus == 0:
+            return False
+        blocking = [t for t in pool.taints if t.get("effect") != "PreferNoSchedule"]
+        if any(not tolerates(self.scheduling.tolerations, t) for t in blocking):
+            return False
+        return _satisfies(self.scheduling.requirements, labels)
+
+
+def _allowance(name: str, tolerations: tuple[dict[str, Any], ...] = ({"operator": "Exists"},),
+               gpu_nodes_only: bool = False, **requests: float) -> DaemonSetPod:
+    return DaemonSetPod(name, PodScheduling(requests=dict(requests), tolerations=tolerations),
+                        gpu_nodes_only)
+
+
+# DaemonSets an EKS GPU node runs that a GitOps repository usually does not hold (EKS add-ons,
+# or installed once per cluster). Counted unless a DaemonSet of the same name is in scope.
+EKS_DAEMONSETS = (
+    # VPC CNI: requests cpu 25m, tolerates everything
+    # https://github.com/aws/amazon-vpc-cni-k8s/blob/master/charts/aws-vpc-cni/values.yaml
+    _allowance("aws-node", cpu=0.025),
+    # EKS kube-proxy add-on: requests cpu 100m, tolerates everything (the EKS manifest:
+    # https://gist.github.com/marccampbell/5dd25ae11166a283d97763c43e74d167)
+    _allowance("kube-proxy", cpu=0.1),
+    # EBS CSI node: node.resources requests cpu 10m, memory 40Mi; tolerateAllTaints: true
+    # https://github.com/kubernetes-sigs/aws-ebs-csi-driver/blob/master/charts/aws-ebs-csi-driver/values.yaml
+    _allowance("ebs-csi-node", cpu=0.01, memory=40 * MIB),
+    # NVIDIA device plugin: resources {} (a pod slot only), tolerates nvidia.com/gpu
+    # https://github.com/NVIDIA/k8s-device-plugin/blob/main/deployments/helm/nvidia-device-plugin/values.yaml
+    _allowance("nvidia-device-plugin-daemonset",
+               tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},
+                            {"key": "CriticalAddonsOnly", "operator": "Exists"}),
+               gpu_nodes_only=True),
+)
+
+
+def daemonset_overhead(pool: NodePool, instance: InstanceType,
+                       daemonsets: Iterable[DaemonSetPod] = (),
+                       eks_allowance: bool = True) -> dict[str, float]:
+    """Requests and pod slots of the DaemonSet pods a node of this pool and type would run."""
+    in_scope = list(daemonsets)
+    names = {d.name for d in in_scope}
+    extra = [d for d in EKS_DAEMONSETS if d.name not in names] if eks_allowance else []
+    labels = _node_labels(pool, instance)
+    total: dict[str, float] = {}
+    for daemon in (*in_scope, *extra):
+        if not daemon.lands_on(pool, labels, instance.gpus):
+            continue
+        for key, value in daemon.scheduling.requests.items():
+            total[key] = total.get(key, 0.0) + value
+        total["pods"] = total.get("pods", 0.0) + 1
+    return total
+
+
+@dataclass(frozen=True)
 class NodeClass:
     """The EC2NodeClass fields that change allocatable and the cache volume."""
 
@@ -267,6 +340,7 @@ class Candidate:
     nodepool: str
     capacity_types: tuple[str, ...]
     allocatable: dict[str, float] = field(compare=False)
+    daemon_overhead: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def usd_per_hour(self) -> float | None:
@@ -276,7 +350,8 @@ class Candidate:
         return {"instance_type": self.instance.name, "nodepool": self.nodepool,
                 "gpus": self.instance.gpus, "gpu": self.instance.gpu.key,
                 "capacity_types": list(self.capacity_types),
-                "usd_per_hour": self.instance.usd_per_hour}
+                "usd_per_hour": self.instance.usd_per_hour,
+                "daemonset_overhead": {k: round(v, 3) for k, v in self.daemon_overhead.items()}}
 
 
 @dataclass(frozen=True)
@@ -374,6 +449,7 @@ def _within_limits(pool: NodePool, instance: InstanceType) -> bool:
 
 def _evaluate_pool(pool: NodePool, pod: PodScheduling, node_classes: Mapping[str, NodeClass],
                    instances: list[InstanceType], daemon_requests: Mapping[str, float],
+                   daemonsets: tuple[DaemonSetPod, ...] = (), eks_allowance: bool = True,
                    ) -> PoolVerdict:
     untolerated = [t for t in pool.taints if not tolerates(pod.tolerations, t)]
     if untolerated:
@@ -403,10 +479,14 @@ def _evaluate_pool(pool: NodePool, pod: PodScheduling, node_classes: Mapping[str
             reasons["capacity above the pool's limits"] = 1
         else:
             alloc = allocatable(instance, node_class)
-            if not _fits(requests, alloc):
-                reasons["requests do not fit allocatable"] = 1
+            overhead = daemonset_overhead(pool, instance, daemonsets, eks_allowance)
+            needed = dict(requests)
+            for key, value in overhead.items():
+                needed[key] = needed.get(key, 0.0) + value
+            if not _fits(needed, alloc):
+                reasons["requests do not fit allocatable (DaemonSets included)"] = 1
                 continue
-            candidates.append(Candidate(instance, pool.name, capacity_types, alloc))
+            candidates.append(Candidate(instance, pool.name, capacity_types, alloc, overhead))
     candidates.sort(key=_price_order)
     reason = None if candidates else "no instance type qualifies: " + ", ".join(reasons)
     return PoolVerdict(pool.name, tuple(candidates), reason)
@@ -423,12 +503,17 @@ def simulate_karpenter(
     node_classes: Mapping[str, NodeClass],
     instances: Iterable[InstanceType],
     daemon_requests: Mapping[str, float] | None = None,
+    daemonsets: Iterable[DaemonSetPod] = (),
+    eks_allowance: bool = True,
 ) -> KarpenterChoice:
-    """The NodePool and instance type Karpenter would launch for this pod (cheapest first)."""
+    """The NodePool and instance type Karpenter would launch for this pod (cheapest first).
+    daemon_requests: a flat extra overhead; daemonsets: the DaemonSets in scope (counted where
+    they would land); eks_allowance: also count EKS_DAEMONSETS not in scope."""
     ordered = sorted(nodepools, key=lambda p: p.name, reverse=True)
     ordered.sort(key=lambda p: p.weight, reverse=True)  # stable: weight desc, then name desc
     catalog = list(instances)
-    verdicts = [_evaluate_pool(p, pod, node_classes, catalog, daemon_requests or {})
-                for p in ordered]
+    daemons = tuple(daemonsets)
+    verdicts = [_evaluate_pool(p, pod, node_classes, catalog, daemon_requests or {}, daemons,
+                               eks_allowance) for p in ordered]
     chosen = next((v.candidates[0] for v in verdicts if v.candidates), None)
     return KarpenterChoice(chosen, tuple(verdicts))

@@ -5,9 +5,10 @@
                  - cudagraph_estimate                                  (only vLLM >= 0.21)
     blocks     = available // (page_bytes x layers_per_group)   (get_kv_cache_config_from_groups)
 
-The few constants below are fitted on real vLLM startup logs (../shared/reference/
-vllm-kv-calibration.json; tests/sizing/test_calibration.py measures the error). They describe
-physics (how many logits- or hidden-sized tensors are alive at the peak), not per-model results.
+The few constants below are fitted on real vLLM startup logs kept in the repository
+(catalog/calibration/vllm-startup-logs.json; tests/sizing/test_sizing_calibration.py measures the
+error in-sample, tests/sizing/accuracy.py leave-one-source-out). They describe physics (how many
+logits- or hidden-sized tensors are alive at the peak), not per-model results.
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ ACTIVATION_BASE_GIB = 0.10
 # qkv/attention output, o_proj output...). Fitted on Llama-3.1-8B PP stage 0 (1.10 GiB, no
 # sampler) and Mixtral-8x7B TP2 (1.21 GiB); the MLP adds its own 3 x width (gate_up + act).
 FORWARD_HIDDEN_TENSORS = 5.5
-# fp32 logits-sized tensors alive at the sampler peak (logits, probs, sort values/indices...):
-# fitted on the sampler-bound rows (Llama-3.1-8B 1.89, Qwen 2.21, gpt-oss-20b 2.87 GiB).
+# fp32 logits-sized tensors alive at the sampler peak (logits, probs, exponential noise...):
+# fitted on the sampler-bound v0.19 rows (Llama-3.1-8B 1.89, Qwen 2.21, gpt-oss-20b 2.87 GiB).
 SAMPLER_LOGITS_TENSORS = 3.53
+# The same pass through the sort-based apply_top_k_top_p (vLLM 0.11.1-0.16, and 0.8-0.11.0
+# when FlashInfer is not installed, see sampler_sorts): logits, sorted values, int64 indices,
+# softmax / cumsum, masks, the scattered result and the sort's own scratch. Fitted on Qwen3-14B,
+# H100, 1024 x 151936 rows: 5.64 GiB peak on 0.15/0.16 against 2.23 on 0.17 (the fit above
+# gives 3.54 tensors there). Checked on three other sources, all pip/conda installs without
+# FlashInfer: gpt-oss-120b on 0.10.1 logs -2.14 GiB of KV cache, the engine -2.2
+# (https://github.com/vllm-project/vllm/issues/23278); gpt-oss-120b on 0.11.0 with
+# --max-num-batched-tokens 1024 logs 1.71, the engine 1.77
+# (https://github.com/vllm-project/vllm/issues/27508); Qwen3-235B-A22B-FP8 at TP 4 on 0.9.2
+# logs 8.11, the engine 8.40 (https://github.com/vllm-project/vllm/issues/21348).
+SORT_SAMPLER_LOGITS_TENSORS = 9.42
 
 # --- memory used outside PyTorch's allocator (NCCL, cuBLAS workspaces, custom all-reduce) -----
 NON_TORCH_SINGLE_GPU_GIB = 0.25  # 0.24-0.26 GiB at TP=1 (v0.19 H100 logs)
@@ -44,17 +56,24 @@ NON_TORCH_TENSOR_PARALLEL_GIB = 2.13  # 2.07-2.21 GiB at TP=2 and TP=4 (custom a
 NON_TORCH_PIPELINE_ONLY_GIB = 0.07  # PP without TP (Llama-3.1-8B PP=2)
 
 # --- CUDA-graph pool (captured after KV allocation; subtracted from KV since 0.21) ------------
-# Dense models: ~0.9 GiB whatever their depth (Llama-3.1-8B 0.91 actual). MoE models hold
-# routing buffers and per-layer expert workspaces in the pool: gpt-oss-20b (24 MoE layers)
-# 1.84 GiB, Qwen3-235B (94 MoE layers) 3.45 GiB.
+# "Graph capturing finished ..., took X GiB" with the default capture sizes (up to 512), one
+# H100, vLLM 0.19 (llm-d-planner sweep logs): dense models 0.65-1.23 GiB, ~0.9 typical
+# (Llama-3.1-8B 0.91); MoE models at TP 1 1.10-1.84 GiB whatever their depth (Qwen1.5-MoE 1.10,
+# Qwen3-30B-A3B 1.41, Kimi-VL-A3B 1.50, DeepSeek-V2-Lite 1.57, gpt-oss-20b 1.84), at TP 2
+# 0.93-1.55 (Mixtral 0.93, Kimi-VL-A3B 1.26, gpt-oss-20b 1.55). MoE takes the upper end of its
+# TP class: the pool decides whether the warm-up fits, and a start must not be promised.
 CUDAGRAPH_DENSE_GIB = 0.90
-CUDAGRAPH_MOE_FIXED_GIB = 0.39
-CUDAGRAPH_PER_MOE_LAYER_GIB = 0.023
+CUDAGRAPH_MOE_GIB = 1.84
+CUDAGRAPH_MOE_SHARDED_GIB = 1.55
 
-# --- warm-up after KV allocation: graphs + a max_num_seqs sampler pass in the (1-gmu) headroom -
-# Logits-sized fp32 tensors the sampler warm-up needs at once. 2.9 separates the real failure
-# (gpt-oss-20b, H100, gmu 0.95: OOM) from the closest real successes (Gemma-3-12B same setup).
-WARMUP_LOGITS_TENSORS = 2.9
+# --- warm-up after KV allocation: graphs + a max_num_seqs sampler pass ------------------------
+# What is free then: the (1 - gmu) headroom plus the peak-activation budget, which the profile
+# reserved but freed (the gpt-oss-20b failure log: 58.47 GiB KV + 13.64 weights + 0.25 non-torch
+# + 1.84 graphs leave 5.0 of 79.19 GiB, not the 3.96 GiB headroom). The warm-up needs the
+# profile's sampler tensors plus this many logits-sized fp32 tensors more (the warm-up's own
+# forward pass, allocator fragmentation next to the KV blocks): 3.2 separates the real failure
+# (gpt-oss-20b, H100, gmu 0.95, > 2.98 needed) from the closest success (Gemma-3-12B, < 3.4).
+WARMUP_EXTRA_LOGITS_TENSORS = 3.2
 # CUDA context and allocator slack that a checkpoint can never use.
 CUDA_CONTEXT_GIB = 0.5
 
@@ -131,7 +150,10 @@ class MemoryPlan:
 
 def mlp_peak_width(model: ModelSpec, tp: int) -> float:
     """Per-token MLP intermediates at the forward peak (gate_up output + activation output;
-    for MoE the fused-MoE caches of the top-k experts plus their hidden-size outputs)."""
+    for MoE the fused-MoE caches of the top-k experts plus their hidden-size outputs: Triton
+    fused_experts keeps top_k x max(2 x width, hidden) and top_k x width per token, for up to
+    64k tokens at once, FP8 block-quantized or not, https://github.com/vllm-project/vllm/blob/
+    v0.9.2/vllm/model_executor/layers/fused_moe/fused_moe.py#L1266-L1300)."""
     dense = 3 * model.intermediate_size / tp if not all(model.moe_layers) else 0.0
     if model.moe is None:
         return dense
@@ -140,7 +162,8 @@ def mlp_peak_width(model: ModelSpec, tp: int) -> float:
     return max(dense, routed + 3 * moe.shared_width / tp)
 
 
-def activation_gib(model: ModelSpec, args: ResolvedArgs, last_stage: bool) -> float:
+def activation_gib(model: ModelSpec, args: ResolvedArgs, last_stage: bool,
+                   version: VllmVersion) -> float:
     """Peak of profile_run(): a max_num_batched_tokens forward pass, then (last PP stage only)
     a sampler pass over min(max_num_seqs, max_num_batched_tokens) fp32 logits rows."""
     tokens = args.max_num_batched_tokens
@@ -152,9 +175,25 @@ def activation_gib(model: ModelSpec, args: ResolvedArgs, last_stage: bool) -> fl
     sampler = (
         ACTIVATION_BASE_GIB
         + tokens * args.dtype_bytes * hidden / GIB
-        + SAMPLER_LOGITS_TENSORS * logits_gib(model, args)
+        + sampler_logits_tensors(version, args.flashinfer_installed) * logits_gib(model, args)
     )
     return max(forward, sampler)
+
+
+def sampler_logits_tensors(version: VllmVersion, flashinfer_installed: bool = True) -> float:
+    """fp32 logits-sized tensors alive at the peak of one max_num_seqs sampler pass."""
+    if sampler_sorts(version, flashinfer_installed):
+        return SORT_SAMPLER_LOGITS_TENSORS
+    return SAMPLER_LOGITS_TENSORS
+
+
+def sampler_sorts(version: VllmVersion, flashinfer_installed: bool = True) -> bool:
+    """Whether the profile's sampler pass (top_k = vocab - 1, top_p = 0.9:
+    https://github.com/vllm-project/vllm/blob/v0.9.2/vllm/v1/worker/gpu_model_runner.py#L2101-L2106)
+    sorts the whole max_num_seqs x vocab matrix."""
+    if version.sorts_full_vocab_in_sampler:
+        return True
+    return not flashinfer_installed and version.sorts_full_vocab_without_flashinfer
 
 
 def logits_gib(model: ModelSpec, args: ResolvedArgs) -> float:
@@ -174,10 +213,9 @@ def non_torch_gib(args: ResolvedArgs) -> float:
 def cudagraph_gib(model: ModelSpec, args: ResolvedArgs, layers: range) -> float:
     if args.enforce_eager:
         return 0.0
-    moe_layers = sum(1 for i in layers if model.moe_layers[i])
-    if not moe_layers:
-        return CUDAGRAPH_DENSE_GIB
-    return CUDAGRAPH_DENSE_GIB + CUDAGRAPH_MOE_FIXED_GIB + CUDAGRAPH_PER_MOE_LAYER_GIB * moe_layers
+    if any(model.moe_layers[i] for i in layers):
+        return CUDAGRAPH_MOE_GIB if args.tensor_parallel_size == 1 else CUDAGRAPH_MOE_SHARDED_GIB
+    return CUDAGRAPH_DENSE_GIB
 
 
 # ---------------------------------------------------------------- checks before any GPU work
@@ -281,7 +319,7 @@ def stage_memory(model: ModelSpec, gpu: Gpu, version: VllmVersion, args: Resolve
     requested = gpu.torch_total_gib * args.gpu_memory_utilization
     stages = []
     for index, layers in enumerate(pp_stage_layers(model.num_layers, pp)):
-        activation = activation_gib(model, args, last_stage=index == pp - 1)
+        activation = activation_gib(model, args, index == pp - 1, version)
         graphs = cudagraph_gib(model, args, layers)
         in_budget = version.subtracts_cudagraph_estimate
         available = requested - weights[index] - activation - non_torch_gib(args)
@@ -343,19 +381,22 @@ def _null_block_bytes(stage: StageMemory, version: VllmVersion) -> float:
 
 
 def _warmup_failure(plan: MemoryPlan) -> Failure | None:
-    """After KV allocation only (1 - gmu) x total is left for CUDA graphs (until 0.21) and the
-    max_num_seqs sampler warm-up (from 0.8)."""
+    """After KV allocation the (1 - gmu) headroom and the freed activation budget are left for
+    CUDA graphs (until 0.21) and the max_num_seqs sampler warm-up (from 0.8)."""
     args, version = plan.args, plan.version
     last = plan.stages[-1]
     graphs = 0.0 if last.cudagraph_in_budget else last.cudagraph_gib
     sampler = 0.0
     if version.warms_up_sampler:
-        sampler = WARMUP_LOGITS_TENSORS * logits_gib(plan.model, args)
+        tensors = (sampler_logits_tensors(version, args.flashinfer_installed)
+                   + WARMUP_EXTRA_LOGITS_TENSORS)
+        sampler = tensors * logits_gib(plan.model, args)
     plan.warmup_needed_gib = graphs + sampler
-    plan.warmup_headroom_gib = last.total_gib * (1 - args.gpu_memory_utilization)
+    plan.warmup_headroom_gib = (last.total_gib * (1 - args.gpu_memory_utilization)
+                                + last.activation_gib)
     if plan.warmup_needed_gib <= plan.warmup_headroom_gib:
         return None
-    if sampler and plan.warmup_headroom_gib < plan.warmup_needed_gib:
+    if sampler and plan.warmup_headroom_gib - graphs < sampler:
         return Failure("warmup_oom", (
             "CUDA out of memory occurred when warming up sampler with "
             f"{min(args.max_num_seqs, args.max_num_batched_tokens)} dummy requests. Please try "
@@ -364,7 +405,7 @@ def _warmup_failure(plan: MemoryPlan) -> Failure | None:
             f"{plan.warmup_headroom_gib:.2f} GiB left)"), "warm-up")
     return Failure("warmup_oom", (
         f"torch.OutOfMemoryError during CUDA graph capture: ~{graphs:.2f} GiB of graphs do not "
-        f"fit in the {plan.warmup_headroom_gib:.2f} GiB left by gpu_memory_utilization. Lower "
+        f"fit in the {plan.warmup_headroom_gib:.2f} GiB left after KV allocation. Lower "
         "gpu_memory_utilization or pass --enforce-eager."), "warm-up")
 
 

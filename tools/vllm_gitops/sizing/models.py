@@ -117,12 +117,32 @@ def _required_int(cfg: dict[str, Any], model_id: str, *keys: str) -> int:
     return int(value)
 
 
+# Defaults of transformers' text configs, which sparse multimodal configs (llava-hf, Gemma 3)
+# leave out of their text_config (v4.50.0 configuration_llama.py / configuration_gemma3.py):
+# https://github.com/huggingface/transformers/blob/v4.50.0/src/transformers/models/llama/configuration_llama.py
+# https://github.com/huggingface/transformers/blob/v4.50.0/src/transformers/models/gemma3/configuration_gemma3.py
+TEXT_CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 2048,
+    },
+    "gemma3_text": {
+        "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216,
+        "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+        "head_dim": 256, "max_position_embeddings": 131072, "sliding_window": 4096,
+        "sliding_window_pattern": 6,
+    },
+}
+
+
 def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Multimodal configs nest the language model under text_config / llm_config."""
     nested = _first(cfg, "text_config", "llm_config", "language_config")
     if not isinstance(nested, dict):
         return cfg
     merged = {k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")}
+    defaults = TEXT_CONFIG_DEFAULTS.get(str(nested.get("model_type")), {})
+    merged.update({k: v for k, v in defaults.items() if k not in nested})
     merged.update({k: v for k, v in nested.items() if v is not None})
     return merged
 
@@ -146,6 +166,12 @@ def _layer_types(cfg: dict[str, Any], num_layers: int) -> tuple[tuple[str, ...],
     return kinds, int(window)
 
 
+# Llama 4: MoE layers hold a shared expert of `intermediate_size`, dense layers an MLP of
+# `intermediate_size_mlp`, every `interleave_moe_layer_step`-th layer is MoE:
+# https://github.com/huggingface/transformers/blob/main/src/transformers/models/llama4/modeling_llama4.py
+LLAMA4_MOE = "llama4_text"
+
+
 def _moe(cfg: dict[str, Any]) -> MoESpec | None:
     experts = _first(cfg, "num_experts", "num_local_experts", "n_routed_experts")
     if not experts:
@@ -153,6 +179,8 @@ def _moe(cfg: dict[str, Any]) -> MoESpec | None:
     width = int(_first(cfg, "moe_intermediate_size", "intermediate_size"))
     shared = int(cfg.get("shared_expert_intermediate_size") or 0)
     shared += int(cfg.get("n_shared_experts") or 0) * width
+    if str(cfg.get("model_type")) == LLAMA4_MOE:  # one always-on shared expert
+        shared += width
     return MoESpec(
         num_experts=int(experts),
         experts_per_token=int(_first(cfg, "num_experts_per_tok", "experts_per_token", default=2)),
@@ -166,7 +194,8 @@ def _moe_layers(cfg: dict[str, Any], num_layers: int, moe: MoESpec | None) -> tu
     if moe is None:
         return (False,) * num_layers
     first_dense = int(cfg.get("first_k_dense_replace") or 0)
-    step = max(1, int(_first(cfg, "decoder_sparse_step", "moe_layer_freq", default=1)))
+    step = max(1, int(_first(cfg, "decoder_sparse_step", "moe_layer_freq",
+                             "interleave_moe_layer_step", default=1)))
     dense_only = set(cfg.get("mlp_only_layers") or [])
     return tuple(
         i >= first_dense and i not in dense_only and (i + 1) % step == 0 for i in range(num_layers)
@@ -190,6 +219,11 @@ def _native_quantization(cfg: dict[str, Any]) -> str | None:
     if not isinstance(qcfg, dict):
         return None
     method = str(qcfg.get("quant_method", "")).lower()
+    if not method and (qcfg.get("producer") or {}).get("name") == "modelopt":
+        # A ModelOpt hf_quant_config.json (merged here) names no quant_method; vLLM detects it:
+        # https://github.com/vllm-project/vllm/blob/main/docs/features/quantization/modelopt.md
+        algo = str((qcfg.get("quantization") or {}).get("quant_algo", "")).upper()
+        return "fp8" if algo.startswith("FP8") else None
     if method in ("fp8", "fbgemm_fp8", "modelopt"):
         return "fp8"
     if method == "mxfp4":
@@ -221,11 +255,16 @@ def _vision_params(cfg: dict[str, Any], text_hidden: int) -> int:
     if not isinstance(vision, dict):
         return 0
     layers = int(_first(vision, "num_hidden_layers", "depth", default=0))
-    hidden = int(vision.get("hidden_size", 0))
-    width = int(vision.get("intermediate_size", 4 * hidden))
-    mlp_mats = 3 if "qwen" in str(cfg.get("model_type", "")) else 2  # SwiGLU vs GELU MLP
+    # Qwen2-VL names the tower width embed_dim (its hidden_size is the LLM's) and gives mlp_ratio.
+    hidden = int(_first(vision, "embed_dim", "hidden_size", default=0))
+    width = int(_first(vision, "intermediate_size",
+                       default=float(vision.get("mlp_ratio", 4)) * hidden))
+    act = vision.get("hidden_act")  # SwiGLU (silu: 3 matrices) vs GELU MLP (2)
+    gated = act == "silu" if act else str(cfg.get("model_type", "")).startswith("qwen2_5")
+    mlp_mats = 3 if gated else 2
     merge = int(vision.get("spatial_merge_size", 1)) ** 2
     projector = hidden * merge * (hidden * merge if merge > 1 else 0) + hidden * merge * text_hidden
+    projector *= 1 + len(vision.get("deepstack_visual_indexes") or [])  # Qwen3-VL: extra mergers
     return layers * (4 * hidden * hidden + mlp_mats * hidden * width) + projector
 
 
@@ -245,8 +284,12 @@ def parse_config(cfg: dict[str, Any], model_id: str, source: str = "") -> ModelS
     layers = _required_int(text, model_id, "num_hidden_layers", "n_layer", "num_layers")
     hidden = _required_int(text, model_id, "hidden_size", "n_embd", "d_model")
     heads = _required_int(text, model_id, "num_attention_heads", "n_head")
-    kv_heads = int(_first(text, "num_key_value_heads", "num_kv_heads", default=heads))
-    max_pos = _required_int(text, model_id, "max_position_embeddings", "n_positions", "max_seq_len")
+    # ChatGLM names: multi_query_group_num, seq_length, ffn_hidden_size, padded_vocab_size
+    # (the keys vLLM's ModelConfig also looks up).
+    kv_heads = int(_first(text, "num_key_value_heads", "num_kv_heads", "multi_query_group_num",
+                          default=heads))
+    max_pos = _required_int(text, model_id, "max_position_embeddings", "n_positions", "max_seq_len",
+                            "seq_length")
     moe = _moe(text)
     mla = _mla(text)
     layer_types, window = _layer_types(text, layers)
@@ -260,8 +303,9 @@ def parse_config(cfg: dict[str, Any], model_id: str, source: str = "") -> ModelS
         num_attention_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=int(_first(text, "head_dim", default=hidden // heads)),
-        intermediate_size=int(_first(text, "intermediate_size", "ffn_dim", default=4 * hidden)),
-        vocab_size=_required_int(text, model_id, "vocab_size"),
+        intermediate_size=int(_first(text, "intermediate_size_mlp", "intermediate_size", "ffn_dim",
+                                     "ffn_hidden_size", default=4 * hidden)),  # Llama 4: dense
+        vocab_size=_required_int(text, model_id, "vocab_size", "padded_vocab_size"),
         tie_word_embeddings=bool(_first(text, "tie_word_embeddings", default=cfg.get(
             "tie_word_embeddings", model_type.startswith("gemma")))),
         max_position_embeddings=max_pos,
@@ -273,7 +317,8 @@ def parse_config(cfg: dict[str, Any], model_id: str, source: str = "") -> ModelS
         moe=moe,
         moe_layers=_moe_layers(text, layers, moe),
         mla=mla,
-        qkv_bias=bool(text.get("attention_bias", model_type in ("qwen2", "qwen2_5_vl"))),
+        qkv_bias=bool(_first(text, "attention_bias", "add_qkv_bias",
+                             default=model_type in ("qwen2", "qwen2_5_vl"))),
         o_bias=model_type == "gpt_oss",
         qk_norm=model_type.startswith(("qwen3", "gemma3")),
         norms_per_layer=4 if model_type.startswith("gemma") else 2,

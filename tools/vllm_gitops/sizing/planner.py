@@ -22,6 +22,7 @@ from vllm_gitops.sizing.hardware import (
     instance_catalog,
 )
 from vllm_gitops.sizing.karpenter import (
+    DaemonSetPod,
     KarpenterChoice,
     NodeClass,
     NodePool,
@@ -43,6 +44,7 @@ from vllm_gitops.sizing.startup import (
     Storage,
     estimate_startup,
 )
+from vllm_gitops.sizing.traffic import Concurrency, RequestShape, concurrency_for
 from vllm_gitops.sizing.version import DEFAULT_VERSION, VllmVersion, parse_version
 from vllm_gitops.sizing.weights import checkpoint_bytes, total_params
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
@@ -62,6 +64,7 @@ class PlanResult:
     instance: InstanceType | None = None
     startup: StartupEstimate | None = None
     notes: list[str] = field(default_factory=list)
+    concurrency: Concurrency | None = None  # for the expected request shape (plan(traffic=))
 
     @property
     def starts(self) -> bool:
@@ -115,6 +118,7 @@ class PlanResult:
             "startup_seconds": _round(self.startup.cold_s, 0) if self.startup else None,
             "startup": self.startup.to_dict() if self.startup else None,
             "engine_args": args.to_dict(),
+            "concurrency": self.concurrency.to_dict() if self.concurrency else None,
             "memory_per_gpu": _memory_dict(mem),
             "warnings": self.warnings,
         }
@@ -158,8 +162,11 @@ def plan(
     instance: InstanceType | None = None,
     gpus_available: int | None = None,
     storage: Storage | None = None,
+    traffic: RequestShape | None = None,
 ) -> PlanResult:
-    """Will it start, how much KV cache and concurrency, how long to start, what it costs."""
+    """Will it start, how much KV cache and concurrency, how long to start, what it costs.
+    With `traffic` (the expected request shape) also how many such requests run at once and
+    the --max-num-seqs / --max-num-batched-tokens that let them (`result.concurrency`)."""
     if instance is not None and gpus_available is None:
         gpus_available = instance.gpus
     memory = evaluate(model, gpu, engine_args, version, gpus_available)
@@ -168,6 +175,8 @@ def plan(
         weights = max(s.weights_gib for s in memory.stages)
         result.startup = estimate_startup(model, memory.args, version,
                                           storage or storage_for(instance), weights)
+    if traffic is not None:
+        result.concurrency = concurrency_for(model, gpu, engine_args, version, memory, traffic)
     return result
 
 
@@ -323,8 +332,15 @@ def _probe_notes(wl: VllmWorkload, startup: StartupEstimate | None) -> list[str]
     return []
 
 
+def scope_daemonsets(scope: Scope) -> list[DaemonSetPod]:
+    """The DaemonSets of a rendered scope, for simulate_karpenter(daemonsets=...)."""
+    return [DaemonSetPod.from_doc(r.doc) for r in scope.of_kind("DaemonSet")]
+
+
 def plan_workload(wl: VllmWorkload, scope: Scope, extra_catalogs: list[Path] | None = None,
-                  default_version: str = DEFAULT_VERSION) -> WorkloadPlan:
+                  default_version: str = DEFAULT_VERSION,
+                  traffic: RequestShape | None = None) -> WorkloadPlan:
+    """Plan one vLLM workload of a rendered scope; `traffic` defaults to RequestShape()."""
     out = WorkloadPlan(scope=scope.name, workload=wl, notes=list(wl.problems))
     if not wl.model:
         out.error = "cannot tell which model this vLLM container serves (no positional model " \
@@ -346,7 +362,8 @@ def plan_workload(wl: VllmWorkload, scope: Scope, extra_catalogs: list[Path] | N
     node_class = None
     if pools:
         out.karpenter = simulate_karpenter(wl.scheduling, pools, classes,
-                                           instance_catalog().values())
+                                           instance_catalog().values(),
+                                           daemonsets=scope_daemonsets(scope))
         if out.karpenter.chosen:
             instance = out.karpenter.chosen.instance
             gpu, source = instance.gpu, f"Karpenter NodePool {out.karpenter.chosen.nodepool}"
@@ -360,19 +377,22 @@ def plan_workload(wl: VllmWorkload, scope: Scope, extra_catalogs: list[Path] | N
         out.recommendations = recommend(model, wl.engine_args, version)
         return out
     out.result = plan(model, gpu, wl.engine_args, version, instance=instance,
-                      gpus_available=wl.gpus, storage=_storage(wl, instance, node_class))
+                      gpus_available=wl.gpus, storage=_storage(wl, instance, node_class),
+                      traffic=traffic or RequestShape())
     out.notes.extend(_probe_notes(wl, out.result.startup))
     return out
 
 
 def plan_scopes(paths: list[Path], repo_root: Path,
-                extra_catalogs: list[Path] | None = None) -> list[WorkloadPlan]:
+                extra_catalogs: list[Path] | None = None,
+                traffic: RequestShape | None = None) -> list[WorkloadPlan]:
     """`tools/plan PATH`: render the targets and plan every vLLM workload found."""
     from vllm_gitops.pipeline import load_scopes  # the lead's renderer; imported lazily
 
     plans: list[WorkloadPlan] = []
     for scope in load_scopes(paths, repo_root):
-        plans.extend(plan_workload(wl, scope, extra_catalogs) for wl in find_vllm_workloads(scope))
+        plans.extend(plan_workload(wl, scope, extra_catalogs, traffic=traffic)
+                     for wl in find_vllm_workloads(scope))
     return plans
 
 
@@ -399,5 +419,5 @@ def describe_model(model: ModelSpec) -> dict[str, Any]:
 
 __all__ = [
     "PlanResult", "Recommendation", "WorkloadPlan", "describe_model",
-    "legal_tp_sizes", "plan", "plan_scopes", "plan_workload", "recommend",
+    "legal_tp_sizes", "plan", "plan_scopes", "plan_workload", "recommend", "scope_daemonsets",
 ]

@@ -63,8 +63,9 @@ def _memory(result: PlanResult) -> list[str]:
         return []
     args = mem.args
     graphs_note = ("subtracted from the KV budget (vLLM >= 0.21)" if stage.cudagraph_in_budget
-                   else "captured after KV allocation, inside the "
-                        f"{(1 - args.gpu_memory_utilization) * 100:.0f}% headroom")
+                   else "captured after KV allocation, in the "
+                        f"{(1 - args.gpu_memory_utilization) * 100:.0f}% headroom plus the freed "
+                        "activation")
     which = f", pipeline stage {stage.stage}" if args.pipeline_parallel_size > 1 else ""
     lines = [
         "",
@@ -97,6 +98,23 @@ def _context(result: PlanResult) -> list[str]:
                      f"max_num_seqs={args.max_num_seqs})")
     top = " (the model's maximum)" if longest >= limit else ""
     lines.append(f"  longest max_model_len this memory allows: {longest:,}{top}")
+    return lines + _traffic(result)
+
+
+def _traffic(result: PlanResult) -> list[str]:
+    conc = result.concurrency
+    if conc is None:
+        return []
+    shape = conc.shape
+    lines = [
+        f"  {shape.prompt_tokens:,}+{shape.output_tokens:,}-token requests (--prompt-tokens/"
+        f"--output-tokens): the KV cache holds ~{conc.typical_requests:,.0f} at once; "
+        f"max_num_seqs={conc.configured_max_num_seqs} lets {conc.served_at_once:,.0f} run",
+        f"  for this traffic: --max-num-seqs {conc.recommended_max_num_seqs} "
+        f"--max-num-batched-tokens {conc.recommended_max_num_batched_tokens}",
+    ]
+    if conc.capped:
+        lines.append(f"  CAPPED: {conc.cap_message()}")
     return lines
 
 

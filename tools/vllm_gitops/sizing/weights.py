@@ -4,7 +4,7 @@ Counts parameters the way vLLM shards them: column/row-parallel linears, the voc
 embedding and lm_head are split by TP; norms, routers and MLA down-projections are replicated;
 K/V projections are replicated once TP exceeds the KV-head count. Pipeline stages follow
 `get_pp_indices` (vllm/distributed/utils.py). Reproduces the logged "Model loading took X GiB"
-within 1-2 % on the calibration set (tests/sizing/test_calibration.py).
+within 1-2 % on the calibration set (tests/sizing/test_sizing_calibration.py).
 """
 
 from __future__ import annotations
@@ -19,14 +19,31 @@ VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE, vocab_parallel_embedding.py
 
 # Bytes per parameter of a quantized linear weight, scales included.
 QUANT_LINEAR_BYTES = {
-    "fp8": 1.0,  # e4m3 + per-tensor / per-channel / 128x128-block scales (<0.03 %)
+    # e4m3 + per-tensor / per-channel scales, or one fp32 weight_scale_inv per 128 x 128 block
+    # (4 / 16384 B per weight, 0.024 %), MoE experts included:
+    # https://github.com/vllm-project/vllm/blob/v0.9.2/vllm/model_executor/layers/quantization/fp8.py#L569-L590
+    # The MoE router stays bf16 (quant_config=None,
+    # https://github.com/vllm-project/vllm/blob/v0.9.2/vllm/model_executor/models/qwen3_moe.py#L122-L126)
+    # like embeddings, lm_head and norms (modules_to_not_convert): all counted as plain.
+    "fp8": 1.0,
     "int8": 1.0,  # W8A8 + per-channel scales
     "int4": 0.5 + 2 / 128,  # GPTQ/AWQ/w4a16: 4-bit + one fp16 scale per group of 128
     # MXFP4 is 4.25 bits/param on disk; in memory vLLM pads the expert matrices for its
-    # kernels. 0.579 B/param is fitted on gpt-oss-20b (13.64 GiB) and -120b (65.97 GiB).
+    # kernels. 0.579 B/param is fitted on gpt-oss-20b (13.64 GiB) and -120b (65.97 GiB). It is
+    # what the Marlin MoE backend allocates (4.25 bits x 3072 x 2944 / 2880^2 = 0.5793: hidden
+    # padded to 256, expert width to 128), the backend on Hopper unless triton_kernels
+    # (and torch >= 2.8) is installed (pip installs, e.g. issue #23278's "Weight-only FP4
+    # compression ... Marlin kernel"):
+    # https://github.com/vllm-project/vllm/blob/v0.11.0/vllm/model_executor/layers/quantization/mxfp4.py#L94-L102
+    # and #L189-L200. The Triton backend pads less; gpt-oss-120b on 0.14.1 logs 64.38 GiB
+    # (https://github.com/vllm-project/vllm/issues/33155), 2.3 % below: not modelled.
     "mxfp4": 0.579,
 }
 CHECKPOINT_MXFP4_BYTES = 4.25 / 8
+# Mxfp4MoEMethod.create_weights pads each rank's expert width to a multiple of 64 on CUDA's
+# default (Triton) backend: gpt-oss 2880 / TP 4 = 720 -> 768 columns, +6.7 % expert memory.
+# https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/layers/quantization/mxfp4.py
+MXFP4_EXPERT_ALIGN = 64
 QUANTIZATIONS = ("none", "fp8", "int8", "int4", "mxfp4")
 
 
@@ -130,12 +147,15 @@ def _mla_attention(model: ModelSpec, tp: int) -> ParamCount:
     return ParamCount(plain=plain, linear=q_linear + kv_a + kv_b + o)
 
 
-def _mlp(model: ModelSpec, layer: int, tp: int) -> ParamCount:
+def _mlp(model: ModelSpec, layer: int, tp: int, expert_align: int = 1) -> ParamCount:
     h = model.hidden_size
     moe = model.moe
     if moe is None or not model.moe_layers[layer]:
         return ParamCount(linear=3 * h * model.intermediate_size / tp)
-    experts = moe.num_experts * 3 * h * moe.expert_width / tp
+    width = moe.expert_width / tp
+    if expert_align > 1:
+        width = math.ceil(width / expert_align) * expert_align
+    experts = moe.num_experts * 3 * h * width
     router = h * moe.num_experts
     plain = float(router)
     if moe.has_expert_bias:
@@ -144,17 +164,19 @@ def _mlp(model: ModelSpec, layer: int, tp: int) -> ParamCount:
     return ParamCount(plain=plain, linear=shared, expert=experts)
 
 
-def layer_params(model: ModelSpec, layer: int, tp: int) -> ParamCount:
+def layer_params(model: ModelSpec, layer: int, tp: int, expert_align: int = 1) -> ParamCount:
     """Parameters of one decoder layer held by one TP rank."""
-    return _attention(model, tp) + _mlp(model, layer, tp)
+    return _attention(model, tp) + _mlp(model, layer, tp, expert_align)
 
 
-def stage_params(model: ModelSpec, tp: int, pp: int, stage: int) -> ParamCount:
-    """Parameters one GPU of pipeline stage `stage` holds."""
+def stage_params(model: ModelSpec, tp: int, pp: int, stage: int,
+                 expert_align: int = 1) -> ParamCount:
+    """Parameters one GPU of pipeline stage `stage` holds (expert widths padded per rank to a
+    multiple of `expert_align`, as some quantized MoE kernels allocate them)."""
     layers = pp_stage_layers(model.num_layers, pp)[stage]
     total = ParamCount()
     for layer in layers:
-        total = total + layer_params(model, layer, tp)
+        total = total + layer_params(model, layer, tp, expert_align)
     vocab_shard = padded_vocab(model.vocab_size) * model.hidden_size / tp
     if stage == 0:
         total = total + ParamCount(plain=vocab_shard + model.vision_params / tp)
@@ -174,7 +196,8 @@ def weights_gib_per_stage(
     model: ModelSpec, tp: int, pp: int, dtype_bytes: int, quantization: str
 ) -> list[float]:
     precision = Precision.of(model, dtype_bytes, quantization)
-    return [stage_params(model, tp, pp, s).bytes(precision) / GIB for s in range(pp)]
+    align = MXFP4_EXPERT_ALIGN if quantization == "mxfp4" else 1
+    return [stage_params(model, tp, pp, s, align).bytes(precision) / GIB for s in range(pp)]
 
 
 def total_params(model: ModelSpec) -> float:

@@ -310,12 +310,12 @@ def _workload(resource: Resource, path: tuple[str | int, ...], container: dict[s
         probes={k: p for k in ("startupProbe", "livenessProbe", "readinessProbe")
                 if (p := Probe.from_container(container, k)) is not None},
         cache=_cache_volume(resource, container, env, scope),
-        **_replica_range(resource, scope),
+        **replica_range(resource, scope),
         problems=problems,
     )
 
 
-def _replica_range(resource: Resource, scope: Scope) -> dict[str, int]:
+def replica_range(resource: Resource, scope: Scope) -> dict[str, int]:
     """replicas / max_replicas: the workload's own, or the autoscaler's bounds."""
     fixed = int(resource.get("spec", "replicas", default=1) or 1)
     for scaler in scope.of_kind("HorizontalPodAutoscaler", "ScaledObject"):

@@ -1,0 +1,158 @@
+"""The render/check cache: warm runs do no kustomize work, edits invalidate, corrupt entries
+and concurrent runs never change a verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pr_support import edit_re
+
+from support import REPO_ROOT, TIMEOUT_SECONDS, Run, run_tool
+from vllm_gitops.cache import CheckCache, Inputs, RenderCache
+
+MODEL = "overlays/dev/apps/models/qwen3/model.yaml"
+
+
+@pytest.fixture
+def counting_kustomize(tmp_path: Path) -> tuple[Path, Path]:
+    """A `kustomize` that logs each call, then runs the pinned kubectl's kustomize."""
+    log = tmp_path / "kustomize-calls.log"
+    script = tmp_path / "bin" / "kustomize"
+    script.parent.mkdir()
+    kubectl = Path(sys.executable).parent / "kubectl"
+    # tools/validate wraps each target in a throwaway kustomization naming it: log the target
+    script.write_text(f'#!/bin/sh\nsed -n "s/^  - //p" "$2/kustomization.yaml" >> "{log}"\n'
+                      f'exec "{kubectl}" kustomize "$2"\n')
+    script.chmod(0o755)
+    return script, log
+
+
+@pytest.fixture
+def validate_repo(repo: Path, cache_dir: Path, counting_kustomize: tuple[Path, Path]
+                  ) -> Callable[..., Run]:
+    script, _ = counting_kustomize
+    settings = repo / "vllm-gitops.yaml"
+    settings.write_text(settings.read_text() + f"\nkustomize: {script}\n")
+
+    def call(*args: str, env: dict[str, str] | None = None) -> Run:
+        return run_tool("vllm_gitops.cli.validate", "--repo", str(repo), "-f", "json", *args,
+                        cwd=repo, env={"VLLM_GITOPS_CACHE_DIR": str(cache_dir), **(env or {})})
+
+    return call
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    assert run.code in (0, 1), run.output
+    data: dict[str, Any] = run.json()
+    return data
+
+
+def calls(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
+        validate_repo: Callable[..., Run], counting_kustomize: tuple[Path, Path],
+        repo: Path) -> None:
+    _, log = counting_kustomize
+    cold = verdict(validate_repo())
+    assert calls(log) > 10
+    log.unlink()
+    warm = verdict(validate_repo())
+    assert calls(log) == 0 and warm == cold
+    edit_re(repo / MODEL, r"--tensor-parallel-size=\d+", "--tensor-parallel-size=3")
+    edited = verdict(validate_repo())
+    rendered_again = set(log.read_text().split())
+    assert {p.split("/repo/")[-1] for p in rendered_again} == {
+        "overlays/dev/apps/models/qwen3", "overlays/dev/apps", "overlays/dev"}, rendered_again
+    assert edited != cold  # TP 3 does not divide the model's heads: the verdict changes
+    uncached = verdict(validate_repo(env={"VLLM_GITOPS_NO_CACHE": "1"}))
+    assert edited == uncached
+
+
+def test_a_created_file_is_seen(validate_repo: Callable[..., Run], repo: Path) -> None:
+    """A kustomization naming a file that does not exist yet: creating it changes the verdict."""
+    apps = repo / "overlays/dev/apps/kustomization.yaml"
+    edit_re(apps, r"resources:\n", "resources:\n  - extra.yaml\n")
+    missing = verdict(validate_repo())
+    assert any(f["rule"] == "kustomize/missing-path" for f in missing["findings"])
+    (repo / "overlays/dev/apps/extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n")
+    present = verdict(validate_repo())
+    assert not any(f["rule"] == "kustomize/missing-path" for f in present["findings"])
+    assert present["summary"]["resources"] > missing["summary"]["resources"]
+
+
+def test_corrupt_entries_are_ignored_and_rewritten(validate_repo: Callable[..., Run],
+                                                   cache_dir: Path) -> None:
+    cold = verdict(validate_repo())
+    entries = sorted(cache_dir.glob("renders/*/*.pickle"))
+    assert entries
+    garbage = [b"", b"\x80\x05garbage", b"not a pickle at all", os.urandom(64)]
+    for index, entry in enumerate(entries):
+        entry.write_bytes(garbage[index % len(garbage)])
+    assert verdict(validate_repo()) == cold
+    assert all(entry.read_bytes() not in garbage for entry in entries)  # rewritten
+    assert verdict(validate_repo()) == cold
+
+
+def test_two_runs_at_once_agree(validate_repo: Callable[..., Run], repo: Path,
+                                cache_dir: Path, counting_kustomize: tuple[Path, Path]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tools"),
+           "VLLM_GITOPS_CACHE_DIR": str(cache_dir)}
+    command = [sys.executable, "-m", "vllm_gitops.cli.validate", "--repo", str(repo), "-f",
+               "json"]
+    runs = [subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [json.loads(p.communicate(timeout=TIMEOUT_SECONDS)[0]) for p in runs]
+    reference = verdict(validate_repo(env={"VLLM_GITOPS_NO_CACHE": "1"}))
+    assert all(output == reference for output in outputs)
+    assert verdict(validate_repo()) == reference
+
+
+def test_entry_is_refused_when_an_input_changes(tmp_path: Path) -> None:
+    """The API: a recorded input edited, deleted or created makes the entry a miss."""
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text("resources: [a.yaml]\n")
+    (folder / "a.yaml").write_text("a: 1\n")
+
+    def fresh() -> RenderCache:
+        return RenderCache(tmp_path / "cache", tmp_path, "fingerprint")
+
+    cache = fresh()
+    cache.put(folder, cache.inputs(folder), {"rendered": 1})
+    assert fresh().get(folder) == {"rendered": 1}
+    (folder / "a.yaml").write_text("a: 2\n")
+    assert fresh().get(folder) is None
+    cache = fresh()
+    cache.put(folder, cache.inputs(folder), {"rendered": 2})
+    (folder / "kustomization.yml").write_text("resources: []\n")  # a second name appears
+    assert fresh().get(folder) is None
+    other = RenderCache(tmp_path / "cache", tmp_path, "another fingerprint")
+    assert other.get(folder) is None
+    assert isinstance(cache.inputs(folder), Inputs)
+
+
+def test_check_entries_wait_for_missing_schemas(tmp_path: Path) -> None:
+    """A verdict reached without a schema is reused only while the schema is still missing."""
+    from vllm_gitops.cache import CheckedTarget
+
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text("resources: []\n")
+    renders = RenderCache(tmp_path / "cache", tmp_path, "fp")
+    entry = CheckedTarget([], 0, [("example.org/v1", "Widget")])
+    CheckCache(renders, lambda *_: False).put("k", CheckCache(renders, lambda *_: False)
+                                              .inputs(folder), entry)
+    assert CheckCache(RenderCache(tmp_path / "cache", tmp_path, "fp"),
+                      lambda *_: False).get("k") == entry
+    assert CheckCache(RenderCache(tmp_path / "cache", tmp_path, "fp"),
+                      lambda *_: True).get("k") is None

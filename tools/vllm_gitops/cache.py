@@ -1,0 +1,248 @@
+"""On-disk cache: a run where nothing changed renders nothing and checks nothing again.
+
+Two kinds of entries. A *render* holds one kustomization's render (resources with their source
+map, the findings of pre-flight and render), keyed by its folder (repo-relative: worktrees of
+other revisions share entries). A *check* holds one target's findings (render, schema,
+policies), keyed by the target. Both keys include a fingerprint of everything else the result
+depends on: this package's code (rules included), the kustomize binary, the settings, the model
+catalog and local schema folders. An entry records the digest of every input file, taken
+before the work ran (the whole closure, see `changes.py`: missing files included) and is used
+only while every one of them is unchanged, so an edit, a new or a deleted file is never served
+a stale result. A check whose verdict depended on a schema that could not be found offline is
+used only while that schema still cannot be found.
+
+Entries are written atomically (temporary file, then rename): a reader sees a whole entry or
+none, two runs at once at worst both render, and a corrupt or foreign entry is ignored and
+rewritten. Set VLLM_GITOPS_NO_CACHE=1 to bypass the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from vllm_gitops.changes import Closure, kustomization_closure, scope_closure
+from vllm_gitops.settings import Settings
+
+ENV_NO_CACHE = "VLLM_GITOPS_NO_CACHE"
+ENV_MODEL_CATALOG = "VLLM_GITOPS_MODEL_CATALOG"
+FORMAT = 1
+_PACKAGE_DIR = Path(__file__).resolve().parent
+MISSING = "missing"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_fingerprint() -> str:
+    """This package's version and source: a new rule or a parser fix invalidates renders."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(version("vllm-gitops").encode())
+    except PackageNotFoundError:
+        digest.update(b"unknown")
+    for path in sorted(_PACKAGE_DIR.rglob("*")):
+        if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def binary_fingerprint(command: tuple[str, ...]) -> str:
+    """The renderer's identity without running it: path, size and mtime of the binary."""
+    try:
+        stat = Path(command[0]).stat()
+    except OSError:
+        return f"{command}:absent"
+    return f"{command}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@dataclass
+class Inputs:
+    """Digests of the files (repo-relative) a render read, taken before it ran."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, str] = field(default_factory=dict)  # plain folders: digest of listing
+
+
+class RenderCache:
+    """Entries under `directory/renders/`, valid for one fingerprint."""
+
+    def __init__(self, directory: Path, repo_root: Path, fingerprint: str) -> None:
+        self.directory = directory / "renders"
+        self.repo_root = repo_root.resolve()
+        self.fingerprint = fingerprint
+        self._digests: dict[Path, str] = {}  # per run: a file is hashed once
+        self.hits = 0
+        self.misses = 0
+
+    # -------------------------------------------------------------- digests
+
+    def _file_digest(self, path: Path) -> str:
+        if path not in self._digests:
+            try:
+                prefix = f"link:{path.readlink()}:" if path.is_symlink() else ""
+                self._digests[path] = prefix + _sha256(path.read_bytes())
+            except (FileNotFoundError, NotADirectoryError):
+                self._digests[path] = MISSING
+            except OSError as exc:  # unreadable, a folder...: the render reports it
+                self._digests[path] = f"error:{exc.errno}"
+        return self._digests[path]
+
+    def _tree_digest(self, folder: Path) -> str:
+        if not folder.is_dir():
+            return MISSING
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+        return _sha256("\n".join(names).encode())
+
+    def _rel(self, path: Path) -> str:
+        return os.path.relpath(path, self.repo_root)
+
+    def inputs(self, folder: Path) -> Inputs | None:
+        """What to record for a render of `folder`; None when it cannot be cached."""
+        return self.inputs_of(kustomization_closure(folder))
+
+    def inputs_of(self, closure: Closure) -> Inputs | None:
+        if closure.remote:
+            return None  # a remote base is not ours to hash
+        return Inputs(files={self._rel(p): self._file_digest(p) for p in closure.files},
+                      trees={self._rel(p): self._tree_digest(p) for p in closure.trees})
+
+    def _still_valid(self, inputs: Inputs) -> bool:
+        root = self.repo_root
+        return (all(self._file_digest(Path(os.path.normpath(root / rel))) == digest
+                    for rel, digest in inputs.files.items())
+                and all(self._tree_digest(Path(os.path.normpath(root / rel))) == digest
+                        for rel, digest in inputs.trees.items()))
+
+    # -------------------------------------------------------------- entries
+
+    def _entry_path(self, name: str) -> tuple[str, Path]:
+        key = _sha256(f"{FORMAT}\0{self.fingerprint}\0{name}".encode())
+        return key, self.directory / key[:2] / f"{key}.pickle"
+
+    def get(self, folder: Path) -> Any | None:
+        """The cached render of `folder` if every input is unchanged, else None."""
+        return self.get_named(f"render:{self._rel(folder)}")
+
+    def put(self, folder: Path, inputs: Inputs | None, value: Any) -> None:
+        """Store a render (best effort: a cache that cannot be written is no error)."""
+        self.put_named(f"render:{self._rel(folder)}", inputs, value)
+
+    def get_named(self, name: str) -> Any | None:
+        key, path = self._entry_path(name)
+        try:
+            entry = pickle.loads(path.read_bytes())
+            valid = (isinstance(entry, dict) and entry.get("key") == key
+                     and isinstance(entry.get("inputs"), Inputs)
+                     and self._still_valid(entry["inputs"]))
+        except Exception:
+            valid = False
+        if not valid:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry["value"]
+
+    def put_named(self, name: str, inputs: Inputs | None, value: Any) -> None:
+        if inputs is None:
+            return
+        key, path = self._entry_path(name)
+        try:
+            data = pickle.dumps({"key": key, "inputs": inputs, "value": value},
+                                protocol=pickle.HIGHEST_PROTOCOL)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.parent.mkdir(exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".entry-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except (OSError, pickle.PicklingError, RecursionError):
+            return
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Names, sizes and mtimes under a folder (a catalog, a local schema folder)."""
+    if not folder.is_dir():
+        return MISSING
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        parts.append(f"{path.relative_to(folder).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return _sha256("\n".join(parts).encode())
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Every setting (the cache folder aside), the model catalogs and local schema folders."""
+    fields = {k: v for k, v in vars(settings).items() if k != "cache_dir"}
+    local = [Path(loc) for loc in settings.schema_locations
+             if "://" not in loc and "{{" not in loc and loc != "default"]
+    catalogs = [settings.repo_root / "catalog",
+                *(Path(p) for p in os.environ.get(ENV_MODEL_CATALOG, "").split(os.pathsep) if p)]
+    return _sha256("\0".join([repr(sorted(fields.items(), key=lambda kv: kv[0])),
+                              os.environ.get(ENV_MODEL_CATALOG, ""),
+                              *(folder_fingerprint(p) for p in (*local, *catalogs))]).encode())
+
+
+def render_cache(settings: Settings, renderer_command: tuple[str, ...]) -> RenderCache | None:
+    """The cache for one run, or None when VLLM_GITOPS_NO_CACHE=1."""
+    if os.environ.get(ENV_NO_CACHE) == "1":
+        return None
+    fingerprint = _sha256("\0".join((code_fingerprint(), binary_fingerprint(renderer_command),
+                                     settings_fingerprint(settings))).encode())
+    return RenderCache(settings.cache_dir, settings.repo_root, fingerprint)
+
+
+# ---------------------------------------------------------------- checked targets
+
+
+@dataclass
+class CheckedTarget:
+    """A target's findings and resource count, as a run found them."""
+
+    findings: list[Any]
+    resources: int
+    missing_schemas: list[tuple[str, str]]  # (apiVersion, kind) no location had
+
+
+class CheckCache:
+    """Whole-target results on top of a RenderCache (same folder, same fingerprint)."""
+
+    def __init__(self, renders: RenderCache, schema_found: Callable[[str, str], bool]) -> None:
+        self.renders = renders
+        self.schema_found = schema_found  # does a location have this schema now?
+        self._probed: dict[tuple[str, str], bool] = {}
+        self._closures: dict[Path, Closure] = {}  # folders shared by targets, walked once
+
+    def inputs(self, target_path: Path) -> Inputs | None:
+        return self.renders.inputs_of(scope_closure(target_path, self.renders.repo_root,
+                                                    self._closures))
+
+    def get(self, name: str) -> CheckedTarget | None:
+        entry = self.renders.get_named(f"check:{name}")
+        if not isinstance(entry, CheckedTarget):
+            return None
+        for key in entry.missing_schemas:  # offline then, maybe online now
+            if key not in self._probed:
+                self._probed[key] = self.schema_found(*key)
+            if self._probed[key]:
+                return None
+        return entry
+
+    def put(self, name: str, inputs: Inputs | None, entry: CheckedTarget) -> None:
+        self.renders.put_named(f"check:{name}", inputs, entry)

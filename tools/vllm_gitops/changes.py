@@ -1,0 +1,277 @@
+"""What a change can affect: the kustomize dependency graph and `validate --changed-since`.
+
+A target's *closure* is every file its render reads: its kustomization, the kustomizations it
+includes (resources, components, bases), their patches, generator files, configurations,
+transformers, replacements, openapi files, transitively; for a cluster entry point also what its
+Flux Kustomizations and Argo CD Applications sync. A file that does not exist yet but is named
+(or a second kustomization file name) is part of the closure too: creating it changes the render.
+
+The graph is read from the source files, without kustomize, so it is cheap. It errs on the big
+side: every YAML document of a cluster's closure (patches included) is searched for sync paths.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from vllm_gitops.errors import ToolError
+from vllm_gitops.kustomization import (
+    KUSTOMIZATION_NAMES,
+    YAML_SUFFIXES,
+    _references,
+    is_remote,
+    kustomization_file,
+)
+from vllm_gitops.resources import Resource
+from vllm_gitops.settings import CONFIG_FILE, Settings
+from vllm_gitops.yamlsafe import YamlDocument, YamlProblem, load_file_cached, parse_documents
+
+# A change under one of these re-checks every target: settings, the tool itself, its catalogs.
+GLOBAL_PREFIXES = (CONFIG_FILE, "pyproject.toml", "tools/", "catalog/")
+GIT_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class Closure:
+    """Files (absolute, normalised; missing ones included) a render reads."""
+
+    files: set[Path] = field(default_factory=set)
+    folders: set[Path] = field(default_factory=set)  # kustomization folders walked
+    trees: set[Path] = field(default_factory=set)  # plain folders read whole (any file counts)
+    remote: bool = False  # names a remote base: its content is not ours to hash
+
+    def update(self, other: Closure) -> None:
+        self.files |= other.files
+        self.folders |= other.folders
+        self.trees |= other.trees
+        self.remote = self.remote or other.remote
+
+    def touches(self, changed: Iterable[Path]) -> bool:
+        for path in changed:
+            if path in self.files or any(tree in path.parents for tree in self.trees):
+                return True
+        return False
+
+
+def kustomization_closure(folder: Path) -> Closure:
+    """Every file `kustomize build folder` reads (a superset, never less)."""
+    closure = Closure()
+    _walk(Path(os.path.normpath(folder)), closure)
+    return closure
+
+
+def _walk(folder: Path, closure: Closure) -> None:
+    if folder in closure.folders:
+        return
+    closure.folders.add(folder)
+    closure.files.update(folder / name for name in KUSTOMIZATION_NAMES)
+    kfile = kustomization_file(folder)
+    if kfile is None:
+        return
+    _add_file(closure, kfile)
+    try:
+        docs = load_file_cached(kfile, str(kfile))
+    except YamlProblem:
+        return
+    if not docs or not isinstance(docs[0].data, dict):
+        return
+    for entry, _line, _kind in _references(docs[0]):
+        if is_remote(entry):
+            closure.remote = True
+        elif not os.path.isabs(entry):
+            path = Path(os.path.normpath(folder / entry))
+            if path.is_dir() and kustomization_file(path) is not None:
+                _walk(path, closure)
+            elif path.is_dir() or not path.exists():
+                # A plain folder (kustomize refuses it) or nothing yet: any file created
+                # there (a kustomization.yaml...) changes the render.
+                closure.trees.add(path)
+                _add_file(closure, path)
+            else:
+                _add_file(closure, path)
+
+
+def _add_file(closure: Closure, path: Path) -> None:
+    closure.files.add(path)
+    real = Path(os.path.realpath(path))
+    if real != path:
+        closure.files.add(real)  # a symlink: its target's edits change the render too
+
+
+def plain_folder_closure(folder: Path) -> Closure:
+    """A folder of plain YAML (no kustomization): every file under it, present or future."""
+    closure = Closure(trees={Path(os.path.normpath(folder))})
+    closure.files.update(p for p in folder.rglob("*") if p.suffix in YAML_SUFFIXES)
+    return closure
+
+
+def scope_closure(folder: Path, repo_root: Path,
+                  memo: dict[Path, Closure] | None = None) -> Closure:
+    """What a target's scope reads: its render plus, transitively, what GitOps objects sync.
+    `memo` shares the closures of folders between the targets of one run."""
+    memo = {} if memo is None else memo
+    closure = Closure()
+    todo = [Path(os.path.normpath(folder))]
+    done: set[Path] = set()
+    while todo:
+        current = todo.pop()
+        if current in done:
+            continue
+        done.add(current)
+        if current not in memo:
+            memo[current] = (kustomization_closure(current)
+                             if kustomization_file(current) is not None
+                             else plain_folder_closure(current))
+        part = memo[current]
+        closure.update(part)
+        for path in synced_paths(part):
+            todo.append(Path(os.path.normpath(repo_root / path)))
+    return closure
+
+
+def synced_paths(closure: Closure) -> Iterator[str]:
+    """Paths named by Flux Kustomizations / Argo CD Applications in a closure's documents,
+    inline patches included (a patch may change a sync path)."""
+    for path in sorted(closure.files):
+        if path.suffix not in YAML_SUFFIXES and path.name != "Kustomization":
+            continue
+        for data in _documents(path):
+            yield from gitops_paths(data)
+            yield from _inline_patch_paths(data)
+
+
+def gitops_paths(data: dict[str, Any]) -> Iterator[str]:
+    from vllm_gitops.pipeline import gitops_paths as paths_of  # no import cycle at load time
+
+    yield from (path for _, path in paths_of(Resource(data, "")))
+
+
+def _documents(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        docs: Iterable[YamlDocument] = load_file_cached(path, str(path))
+    except YamlProblem:
+        return
+    yield from (d.data for d in docs if isinstance(d.data, dict))
+
+
+def _inline_patch_paths(data: dict[str, Any]) -> Iterator[str]:
+    if data.get("kind") not in ("Kustomization", "Component"):
+        return
+    for patch in data.get("patches") or []:
+        text = patch.get("patch") if isinstance(patch, dict) else None
+        if not isinstance(text, str):
+            continue
+        try:
+            docs = list(parse_documents(text))
+        except YamlProblem:
+            continue
+        for doc in docs:
+            if isinstance(doc.data, dict):
+                yield from gitops_paths(doc.data)
+            elif isinstance(doc.data, list):  # JSON 6902: any string value may be a path
+                yield from (str(op["value"]) for op in doc.data if isinstance(op, dict)
+                            and isinstance(op.get("value"), str) and "/" in op["value"])
+
+
+# ---------------------------------------------------------------- git
+
+
+def git(repo_root: Path, *args: str) -> str:
+    """Run git in the repository; a ToolError (exit 2) with git's message when it fails."""
+    try:
+        done = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        raise ToolError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"git {args[0]} did not finish in {GIT_TIMEOUT_SECONDS} s") from None
+    if done.returncode != 0:
+        message = done.stderr.strip().splitlines()
+        raise ToolError(f"git {' '.join(args[:2])}: {message[-1] if message else 'failed'}")
+    return done.stdout
+
+
+def resolve_ref(repo_root: Path, ref: str) -> str:
+    """The commit a user-given REF names; ToolError when it names none."""
+    if ref.startswith("-"):
+        raise ToolError(f"not a git revision: {ref!r}")
+    try:
+        return git(repo_root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+    except ToolError:
+        raise ToolError(f"unknown git revision {ref!r} (fetch it first, e.g. "
+                        f"`git fetch origin {ref}`)") from None
+
+
+def changed_files(repo_root: Path, ref: str) -> set[Path]:
+    """Files that differ between REF and the working tree: committed, staged, unstaged,
+    deleted and untracked (both names of a rename)."""
+    commit = resolve_ref(repo_root, ref)
+    listed = git(repo_root, "diff", "--name-only", "--no-renames", "-z", "--relative", commit,
+                 "--")
+    untracked = git(repo_root, "ls-files", "--others", "--exclude-standard", "-z")
+    names = [n for n in (listed + untracked).split("\0") if n]
+    return {Path(os.path.normpath(repo_root / name)) for name in names}
+
+
+# ---------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The targets a change can affect, and why."""
+
+    names: frozenset[str]
+    everything: bool
+    reason: str
+
+
+def select_targets(target_folders: dict[str, Path], settings: Settings,
+                   changed: set[Path]) -> Selection:
+    """Names of the targets whose scope reads a changed file (all of them on a global change)."""
+    root = settings.repo_root
+    rel = sorted(path.relative_to(root).as_posix() for path in changed
+                 if path == root or root in path.parents)
+    for name in rel:
+        if name.startswith(GLOBAL_PREFIXES) or _in_local_schema_location(root / name, settings):
+            return Selection(frozenset(target_folders), True,
+                             f"{name} changed: every target is re-checked")
+    memo: dict[Path, Closure] = {}
+    chosen = frozenset(name for name, folder in target_folders.items()
+                       if scope_closure(folder, root, memo).touches(changed))
+    return Selection(chosen, False, f"{len(rel)} changed file(s) affect {len(chosen)} of "
+                                    f"{len(target_folders)} target(s)")
+
+
+def _in_local_schema_location(path: Path, settings: Settings) -> bool:
+    for location in settings.schema_locations:
+        if "://" in location or location == "default" or "{{" in location:
+            continue
+        folder = Path(location)
+        if folder == path or folder in path.parents:
+            return True
+    return False
+
+
+class _Target(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+
+T = TypeVar("T", bound=_Target)
+
+
+def targets_changed_since(targets: list[T], settings: Settings, ref: str) -> tuple[
+        list[T], Selection]:
+    """The targets (of those given) that the difference between REF and the working tree
+    can affect, and why."""
+    changed = changed_files(settings.repo_root, ref)
+    selection = select_targets({t.name: t.path for t in targets}, settings, changed)
+    return [t for t in targets if t.name in selection.names], selection

@@ -1,0 +1,193 @@
+"""Changes the apply will refuse, that lose data, or that restart serving pods.
+
+Immutable fields per the Kubernetes API: a workload's `spec.selector`
+(https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#label-selector-updates),
+a StatefulSet's spec except replicas, ordinals, template, updateStrategy,
+persistentVolumeClaimRetentionPolicy and minReadySeconds
+(https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#limitations and the
+apiserver's validation), a bound PVC's spec except its storage request, which can only grow
+(https://kubernetes.io/docs/concepts/storage/persistent-volumes/#expanding-persistent-volumes-claims),
+a Service's `clusterIP` (https://kubernetes.io/docs/concepts/services-networking/service/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vllm_gitops.sizing.quantity import parse_quantity
+
+# Hazard kinds, most serious first.
+REFUSED = "refused"  # the apply fails: Flux / Argo CD stop syncing the cluster
+DATA_LOSS = "data-loss"  # a volume (or everything in a namespace) is deleted or orphaned
+DISRUPTION = "disruption"  # clients lose the address they use
+RESTART = "restart"  # serving pods are replaced
+KINDS = (REFUSED, DATA_LOSS, DISRUPTION, RESTART)
+
+_SELECTOR_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+_STATEFULSET_MUTABLE = {"replicas", "ordinals", "template", "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy", "minReadySeconds"}
+RESIZE_PROCEDURE = (
+    "To resize the volumes of a running StatefulSet: (1) edit each existing PVC "
+    "(`kubectl edit pvc <template>-<statefulset>-<ordinal>`) to the new size (its StorageClass "
+    "must allow volume expansion); (2) `kubectl delete statefulset <name> --cascade=orphan` "
+    "(the pods and volumes keep running); (3) merge: GitOps re-creates the StatefulSet with the "
+    "new template, adopting the pods and volumes."
+)
+
+
+@dataclass(frozen=True)
+class Hazard:
+    kind: str  # one of KINDS
+    resource: str  # e.g. "StatefulSet inference/vllm-qwen3"
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "resource": self.resource, "message": self.message}
+
+
+def _title(key: tuple[str, str, str, str]) -> str:
+    _group, kind, namespace, name = key
+    return f"{kind} {namespace + '/' if namespace else ''}{name}"
+
+
+def _get(doc: dict[str, Any], *path: str) -> Any:
+    node: Any = doc
+    for step in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return node
+
+
+def hazards_of_change(key: tuple[str, str, str, str], old: dict[str, Any],
+                      new: dict[str, Any], serving: bool) -> list[Hazard]:
+    kind, title = key[1], _title(key)
+    found: list[Hazard] = []
+    if kind in _SELECTOR_KINDS and _get(old, "spec", "selector") != _get(new, "spec", "selector"):
+        found.append(Hazard(REFUSED, title, (
+            "spec.selector is immutable: the apply fails with `field is immutable` and the sync "
+            "stops. Keep the old selector, or delete the object (a StatefulSet with "
+            "`--cascade=orphan`) and let GitOps re-create it.")))
+    if kind == "StatefulSet":
+        found += _statefulset_hazards(title, old, new)
+    elif kind == "PersistentVolumeClaim":
+        found += _pvc_hazards(title, old, new)
+    elif kind == "Service":
+        found += _service_hazards(title, old, new)
+    if kind in _SELECTOR_KINDS and serving and (
+            _get(old, "spec", "template") != _get(new, "spec", "template")):
+        found.append(Hazard(RESTART, title, (
+            "the pod template changes: every replica of this model server is replaced, one "
+            "at a time, and each new pod loads the model again before it serves.")))
+    return found
+
+
+def _statefulset_hazards(title: str, old: dict[str, Any], new: dict[str, Any]) -> list[Hazard]:
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    changed = sorted(k for k in old_spec.keys() | new_spec.keys()
+                     if k not in _STATEFULSET_MUTABLE and k != "selector"
+                     and old_spec.get(k) != new_spec.get(k))
+    found = []
+    if "volumeClaimTemplates" in changed:
+        found.append(Hazard(REFUSED, title, (
+            "spec.volumeClaimTemplates is immutable: the apply fails with `updates to "
+            "statefulset spec for fields other than ... are forbidden` and the sync stops; "
+            "existing volumes would not change anyway. " + RESIZE_PROCEDURE)))
+        changed.remove("volumeClaimTemplates")
+    if changed:
+        fields = ", ".join(f"spec.{name}" for name in changed)
+        found.append(Hazard(REFUSED, title, (
+            f"{fields} cannot change on an existing StatefulSet: the apply fails and the sync "
+            "stops. Delete it with `kubectl delete statefulset <name> --cascade=orphan` "
+            "(pods and volumes stay) and let GitOps re-create it.")))
+    return found
+
+
+def _storage(doc: dict[str, Any]) -> float | None:
+    value = _get(doc, "spec", "resources", "requests", "storage")
+    try:
+        return parse_quantity(value) if value is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _pvc_hazards(title: str, old: dict[str, Any], new: dict[str, Any]) -> list[Hazard]:
+    found = []
+    old_class, new_class = (_get(old, "spec", "storageClassName"),
+                            _get(new, "spec", "storageClassName"))
+    if old_class != new_class:
+        found.append(Hazard(REFUSED, title, (
+            f"storageClassName {old_class!r} -> {new_class!r}: a claim's class is immutable; "
+            "the apply fails. Moving data to another class needs a new claim and a copy.")))
+    old_size, new_size = _storage(old), _storage(new)
+    if old_size is not None and new_size is not None and new_size < old_size:
+        found.append(Hazard(REFUSED, title, (
+            "the storage request shrinks: a volume can only grow, the apply fails. Create a "
+            "smaller claim and copy the data if you must.")))
+    return found
+
+
+def _service_hazards(title: str, old: dict[str, Any], new: dict[str, Any]) -> list[Hazard]:
+    found = []
+    old_ip, new_ip = _get(old, "spec", "clusterIP"), _get(new, "spec", "clusterIP")
+    if old_ip != new_ip and (old_ip or new_ip):
+        found.append(Hazard(REFUSED, title, (
+            f"spec.clusterIP {_ip(old_ip)} -> {_ip(new_ip)}: a Service's cluster IP (and "
+            "whether it is headless) is immutable; the apply fails. Create a Service with "
+            "another name instead, then remove the old one.")))
+    old_type = _get(old, "spec", "type") or "ClusterIP"
+    new_type = _get(new, "spec", "type") or "ClusterIP"
+    if old_type != new_type:
+        found.append(Hazard(REFUSED if "ExternalName" in (old_type, new_type) else DISRUPTION,
+                            title, (
+            f"spec.type {old_type} -> {new_type}: clients lose the address they use (a load "
+            "balancer is created or deleted, node ports change); a switch to or from "
+            "ExternalName is refused unless clusterIP is cleared too.")))
+    return found
+
+
+def _ip(value: Any) -> str:
+    if value is None:
+        return "unset (assigned by the cluster)"
+    return "None (headless)" if value == "None" else str(value)
+
+
+def hazards_of_removals(removed: dict[tuple[str, str, str, str], dict[str, Any]],
+                        added: dict[tuple[str, str, str, str], dict[str, Any]]) -> list[Hazard]:
+    """Deleted volumes, namespaces, and StatefulSet renames that orphan their volumes."""
+    found = []
+    for key, doc in removed.items():
+        kind, title = key[1], _title(key)
+        if kind == "PersistentVolumeClaim":
+            found.append(Hazard(DATA_LOSS, title, (
+                "the claim is removed: with pruning on, GitOps deletes it and (reclaim policy "
+                "Delete) its volume and data.")))
+        elif kind == "Namespace":
+            found.append(Hazard(DATA_LOSS, title, (
+                "the namespace is removed: pruning deletes it with every object and volume "
+                "claim inside.")))
+        elif kind == "StatefulSet" and _get(doc, "spec", "volumeClaimTemplates"):
+            found.append(_statefulset_removal(key, doc, added))
+    return found
+
+
+def _statefulset_removal(key: tuple[str, str, str, str], doc: dict[str, Any],
+                         added: dict[tuple[str, str, str, str], dict[str, Any]]) -> Hazard:
+    templates = [str(_get(t, "metadata", "name")) for t in
+                 _get(doc, "spec", "volumeClaimTemplates") or [] if isinstance(t, dict)]
+    name = key[3]
+    claims = ", ".join(f"{t}-{name}-<ordinal>" for t in templates)
+    policy = _get(doc, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted")
+    fate = ("deleted with it (whenDeleted: Delete)" if policy == "Delete"
+            else "kept but no longer used, and still billed")
+    successor = next((k for k, d in added.items() if k[1] == "StatefulSet" and k[2] == key[2]
+                      and set(templates) & {str(_get(t, "metadata", "name")) for t in
+                                            _get(d, "spec", "volumeClaimTemplates") or []
+                                            if isinstance(t, dict)}), None)
+    if successor is not None:
+        return Hazard(DATA_LOSS, _title(key), (
+            f"renamed to {successor[3]}: volume claims are named after the StatefulSet, so the "
+            f"new one starts on new empty volumes (the model is downloaded again) and the old "
+            f"claims {claims} are {fate}. To keep the data, keep the name."))
+    return Hazard(DATA_LOSS, _title(key), f"removed: its volume claims {claims} are {fate}.")

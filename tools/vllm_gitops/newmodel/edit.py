@@ -1,0 +1,94 @@
+"""Round-trip edits of a kustomization's `resources` list (ruamel.yaml: comments, order and
+quoting survive; only the one list entry changes)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from vllm_gitops.errors import ToolError
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap long lines
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the repository's style: "  - item"
+    return yaml
+
+
+def _load(text: str, path: str) -> tuple[YAML, CommentedMap]:
+    yaml = _yaml()
+    try:
+        data = yaml.load(text)
+    except YAMLError as exc:
+        raise ToolError(f"cannot parse: {exc}", file=path) from None
+    if not isinstance(data, CommentedMap):
+        raise ToolError("expected a kustomization (a YAML mapping)", file=path)
+    return yaml, data
+
+
+def _dump(yaml: YAML, data: Any) -> str:
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _resources(data: CommentedMap, path: str) -> CommentedSeq:
+    resources = data.get("resources")
+    if resources is None:
+        data["resources"] = resources = CommentedSeq()
+    if not isinstance(resources, CommentedSeq):
+        raise ToolError("`resources` must be a list", file=path)
+    return resources
+
+
+def add_resource(text: str, entry: str, path: str, group_prefix: str) -> str:
+    """`text` with `entry` in `resources`: after the last entry starting with `group_prefix`
+    (alphabetically among them when possible), else at the end. Unchanged when present."""
+    yaml, data = _load(text, path)
+    resources = _resources(data, path)
+    if entry in [str(item) for item in resources]:
+        return text
+    group = [i for i, item in enumerate(resources) if str(item).startswith(group_prefix)]
+    position = len(resources)
+    if group:
+        later = [i for i in group if str(resources[i]) > entry]
+        position = later[0] if later else group[-1] + 1
+    _insert(resources, position, entry)
+    return _dump(yaml, data)
+
+
+def _insert(seq: CommentedSeq, position: int, entry: str) -> None:
+    """Insert keeping comments attached to the right neighbours: a comment written after the
+    last item (ruamel keeps it on that item) must stay after the new last item."""
+    last = len(seq) - 1
+    trailing = seq.ca.items.pop(last, None) if position == len(seq) and last >= 0 else None
+    seq.insert(position, entry)
+    if trailing is not None:
+        seq.ca.items[len(seq) - 1] = trailing
+
+
+def remove_resource(text: str, entry: str, path: str) -> str:
+    """`text` without `entry` in `resources` (unchanged when absent)."""
+    yaml, data = _load(text, path)
+    resources = _resources(data, path)
+    items = [str(item) for item in resources]
+    if entry not in items:
+        return text
+    index = items.index(entry)
+    comment = resources.ca.items.pop(index, None)
+    del resources[index]  # ruamel renumbers the comments of the items after it
+    # A comment written after the last item belongs after the new last item.
+    if comment is not None and index == len(resources) and index > 0:
+        resources.ca.items[index - 1] = comment
+    return _dump(yaml, data)
+
+
+def has_resource(text: str, entry: str, path: str) -> bool:
+    _, data = _load(text, path)
+    return entry in [str(item) for item in _resources(data, path)]

@@ -1,0 +1,187 @@
+"""What the repository offers, read at generation time (never hard-coded here).
+
+- GPU families: the components `base/components/gpu-*`, each selecting one NodePool
+  (`karpenter.sh/nodepool` in its patch's nodeSelector) and a node shape.
+- NodePools: `base/karpenter/nodepools/<folder>` (what could be added to an environment) and
+  the ones an environment's `infrastructure` renders (what its cluster offers today).
+- The vLLM base (`base/vllm`): the StatefulSet whose flags, probe period, tolerations and
+  object names the generated folder builds on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vllm_gitops.errors import ToolError
+from vllm_gitops.findings import Severity
+from vllm_gitops.load import source_documents
+from vllm_gitops.pipeline import ScopeLoader, Target
+from vllm_gitops.resources import Resource
+from vllm_gitops.scope import Scope
+from vllm_gitops.settings import load_settings
+from vllm_gitops.sizing.karpenter import NodeClass, NodePool
+from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
+
+VLLM_BASE = "base/vllm"
+COMPONENTS = "base/components"
+NODEPOOLS = "base/karpenter/nodepools"
+POOL_LABEL = "karpenter.sh/nodepool"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A GPU-family component: which NodePool and node shape a model folder selects."""
+
+    component: str  # folder name, e.g. "gpu-g6e-1x"
+    nodepool: str  # NodePool name its nodeSelector picks
+    node_selector: dict[str, str] = field(hash=False)
+    summary: str = ""  # first comment line of its kustomization.yaml
+
+    @property
+    def folder(self) -> str:
+        return f"{COMPONENTS}/{self.component}"
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    """A NodePool the repository defines, and the folder an environment includes to get it."""
+
+    folder: str  # e.g. "base/karpenter/nodepools/gpu-g6e"
+    pool: NodePool
+    doc: dict[str, Any] = field(hash=False, compare=False)
+
+
+@dataclass
+class Infrastructure:
+    """What one environment's cluster has: NodePools, EC2NodeClasses, StorageClasses."""
+
+    pools: dict[str, NodePool]
+    node_classes: dict[str, NodeClass]
+    storage_throughput_mib_s: float | None
+    # GPUs the environment's other models already hold per NodePool (at their min replicas).
+    gpus_in_use: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Base:
+    """The vLLM base the model folders instantiate."""
+
+    workload: VllmWorkload
+    object_names: list[str]
+
+    @property
+    def statefulset(self) -> Resource:
+        return self.workload.resource
+
+    @property
+    def pod_spec(self) -> dict[str, Any]:
+        spec = self.statefulset.get("spec", "template", "spec", default={})
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def container(self) -> dict[str, Any]:
+        for container in self.pod_spec.get("containers") or []:
+            if container.get("name") == self.workload.container:
+                return dict(container)
+        return {}
+
+
+class Repo:
+    """Reads (and renders, with the real kustomize) what the generator needs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.loader = ScopeLoader(load_settings(root))
+
+    def render(self, rel: str) -> Scope:
+        folder = self.root / rel
+        scope = self.loader.load(Target(folder, rel, "paths"))
+        problems = [f for f in scope.findings if f.severity is Severity.ERROR]
+        if problems:
+            where = problems[0].file or rel
+            raise ToolError(f"cannot render {rel}: {problems[0].message} [{problems[0].rule}]",
+                            file=where, line=problems[0].line)
+        return scope
+
+    def base(self) -> Base:
+        scope = self.render(VLLM_BASE)
+        workloads = [w for w in find_vllm_workloads(scope) if w.resource.kind == "StatefulSet"]
+        if len(workloads) != 1:
+            raise ToolError(f"{VLLM_BASE} must render exactly one vLLM StatefulSet, "
+                            f"found {len(workloads)}")
+        return Base(workloads[0], [r.name for r in scope.resources])
+
+    def families(self) -> list[Family]:
+        found = []
+        for folder in sorted((self.root / COMPONENTS).glob("gpu-*")):
+            family = _family(folder)
+            if family is not None:
+                found.append(family)
+        return found
+
+    def pool_sources(self) -> dict[str, PoolSource]:
+        """NodePool name -> its base folder, for every pool the repository defines."""
+        sources: dict[str, PoolSource] = {}
+        folders = sorted(p for p in (self.root / NODEPOOLS).iterdir() if p.is_dir()) \
+            if (self.root / NODEPOOLS).is_dir() else []
+        self.loader.prefetch(folders)
+        for folder in folders:
+            rel = folder.relative_to(self.root).as_posix()
+            for res in self.render(rel).of_kind("NodePool"):
+                sources[res.name] = PoolSource(rel, NodePool.from_doc(res.doc), res.doc)
+        return sources
+
+    def gpus_in_use(self, env: str, skip: str) -> dict[str, int]:
+        """GPUs per NodePool the environment's vLLM servers take at their minimum replicas
+        (the StatefulSet named `skip`, the model being replaced, excluded)."""
+        used: dict[str, int] = {}
+        for server in find_vllm_workloads(self.render(f"overlays/{env}/apps")):
+            pool = server.scheduling.node_selector.get(POOL_LABEL)
+            if pool and server.resource.name != skip:
+                used[pool] = used.get(pool, 0) + (server.gpus or 0) * server.replicas
+        return used
+
+    def infrastructure(self, env: str) -> Infrastructure:
+        rel = f"overlays/{env}/infrastructure"
+        if not (self.root / rel).is_dir():
+            raise ToolError(f"environment {env!r} has no {rel} folder")
+        scope = self.render(rel)
+        throughput = None
+        for sc in scope.of_kind("StorageClass"):
+            raw = (sc.get("parameters") or {}).get("throughput")
+            if raw:
+                throughput = float(raw)
+        return Infrastructure(
+            pools={r.name: NodePool.from_doc(r.doc) for r in scope.of_kind("NodePool")
+                   if r.api_version.startswith("karpenter.sh/")},
+            node_classes={r.name: NodeClass.from_doc(r.doc) for r in scope.of_kind("EC2NodeClass")},
+            storage_throughput_mib_s=throughput,
+        )
+
+
+def _family(folder: Path) -> Family | None:
+    kfile = folder / "kustomization.yaml"
+    docs = source_documents(kfile) if kfile.is_file() else ()
+    if not docs or not isinstance(docs[0].data, dict):
+        return None
+    summary = _first_comment(kfile)
+    for patch in docs[0].data.get("patches") or []:
+        if not isinstance(patch, dict) or not patch.get("path"):
+            continue
+        for doc in source_documents(folder / str(patch["path"])):
+            data = doc.data if isinstance(doc.data, dict) else {}
+            selector = (((data.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+                "nodeSelector") or {}
+            if POOL_LABEL in selector:
+                return Family(folder.name, str(selector[POOL_LABEL]),
+                              {str(k): str(v) for k, v in selector.items()}, summary)
+    return None
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""

@@ -1,0 +1,332 @@
+"""GitOps rules: what Argo CD and Flux do with these manifests at sync time (order of
+application, self-management, diffs that never settle), plus the cluster-wide names and
+labels that collide with what those controllers or other teams own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vllm_gitops.findings import Severity
+from vllm_gitops.policies.registry import Violation, rule
+from vllm_gitops.resources import Resource, SourceLayer
+from vllm_gitops.scope import Scope
+from vllm_gitops.yamlsafe import YamlProblem, load_file_cached
+
+WAVE = "argocd.argoproj.io/sync-wave"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+BOOTSTRAP_FOLDER = "flux-system"
+BOOTSTRAP_FILES = ("gotk-components.yaml", "gotk-sync.yaml")
+# Classes that clusters commonly have already: EKS (gp2, and gp3/ebs-sc from add-ons and
+# the EBS CSI docs), EKS Auto Mode (auto-ebs-sc), GKE (standard, standard-rwo, premium-rwo),
+# AKS (default, managed-csi, managed-premium), kind/k3s (standard, local-path).
+SHARED_CLASS_NAMES = frozenset({
+    "gp2", "gp3", "io1", "io2", "st1", "sc1", "ebs-sc", "auto-ebs-sc", "standard",
+    "standard-rwo", "premium-rwo", "default", "managed", "managed-csi", "managed-premium",
+    "local-path", "hostpath",
+})
+
+
+# ---------------------------------------------------------------- Argo CD sync waves
+
+def sync_wave(resource: Resource) -> int:
+    """The resource's Argo CD sync wave (0 when unset or not a number)."""
+    try:
+        return int(resource.annotations.get(WAVE, "0").strip())
+    except ValueError:
+        return 0
+
+
+def _group(resource: Resource) -> str:
+    return resource.api_version.rpartition("/")[0]
+
+
+def _dependencies(scope: Scope) -> Iterator[tuple[Resource, Resource]]:
+    """(object, what it needs to exist first) pairs that are both in scope."""
+    namespaces = {r.name: r for r in scope.of_kind("Namespace")}
+    crds = {(str(r.get("spec", "group", default="")),
+             str(r.get("spec", "names", "kind", default=""))): r
+            for r in scope.of_kind("CustomResourceDefinition")}
+    for resource in scope.resources:
+        if resource.kind == "Application" and _group(resource) == "argoproj.io":
+            project = scope.find("AppProject", str(resource.get("spec", "project") or ""))
+            if project is not None:
+                yield resource, project
+        crd = crds.get((_group(resource), resource.kind))
+        if crd is not None:
+            yield resource, crd
+        namespace = namespaces.get(resource.namespace or "")
+        if namespace is not None and resource.kind != "Namespace":
+            yield resource, namespace
+
+
+def _is_application(resource: Resource) -> bool:
+    return resource.kind == "Application" and _group(resource) == "argoproj.io"
+
+
+def _argo_order(scope: Scope, resource: Resource) -> tuple[int, ...] | None:
+    """Sync waves from the outermost Application down to the resource; None when a Flux
+    Kustomization applies it (Flux ignores waves)."""
+    chain = [resource]
+    parent = scope.sync_parent(resource)
+    while parent is not None:
+        if not _is_application(parent):
+            return None
+        chain.append(parent)
+        parent = scope.sync_parent(parent)
+    return tuple(sync_wave(r) for r in reversed(chain))
+
+
+def _flux_runs_after(scope: Scope, later: Resource, earlier: Resource) -> bool:
+    """Whether Flux Kustomization `later` (transitively) dependsOn `earlier`."""
+    todo, seen = [later], set()
+    while todo:
+        current = todo.pop()
+        for dep in current.get("spec", "dependsOn") or []:
+            name = dep.get("name") if isinstance(dep, dict) else None
+            found = scope.find("Kustomization", str(name),
+                               dep.get("namespace") or current.namespace)
+            if found is None or not _is_flux_kustomization(found) or id(found) in seen:
+                continue
+            if found is earlier:
+                return True
+            seen.add(id(found))
+            todo.append(found)
+    return False
+
+
+def _order_problem(scope: Scope, dependent: Resource, needed: Resource) -> str | None:
+    first, then = scope.sync_parent(dependent), scope.sync_parent(needed)
+    if first is not None and then is not None and first is not then and (
+            _is_flux_kustomization(first) and _is_flux_kustomization(then)):
+        if _flux_runs_after(scope, then, first):
+            return (f"is applied by Flux Kustomization {first.name}, before {needed.kind} "
+                    f"{needed.name} it needs, which {then.name} applies later (dependsOn)")
+        return None
+    mine, theirs = _argo_order(scope, dependent), _argo_order(scope, needed)
+    if mine is None or theirs is None or not mine < theirs:
+        return None
+    shown = "/".join(str(w) for w in mine), "/".join(str(w) for w in theirs)
+    return (f"syncs in wave {shown[0]}, before {needed.kind} {needed.name} it needs "
+            f"(wave {shown[1]})")
+
+
+@rule(
+    "argocd/sync-wave-order", Severity.ERROR,
+    "an object syncs before an object it needs (Argo CD wave or Flux dependsOn order)",
+    why="""Argo CD applies sync waves in order and waits for each wave to be healthy; Flux
+    applies a Kustomization only after those it dependsOn are ready. An Application synced
+    before its AppProject is refused ('project does not exist'), a custom resource before its
+    CRD or an object before its Namespace fails to apply, so that step never completes and
+    nothing after it (the model servers) is ever deployed.""",
+    fix="""Give the needed object (AppProject, CRD, Namespace) a lower
+    argocd.argoproj.io/sync-wave than everything that uses it, e.g. "-2" for the AppProject
+    when the Applications use waves -1 and 0; with Flux, move it to a Kustomization that the
+    user's Kustomization dependsOn.""",
+)
+def sync_wave_order(scope: Scope) -> Iterator[Violation]:
+    for dependent, needed in _dependencies(scope):
+        problem = _order_problem(scope, dependent, needed)
+        if problem:
+            path = ("metadata", "annotations", WAVE) if WAVE in dependent.annotations else (
+                "metadata",)
+            yield Violation(dependent, problem, path)
+
+
+# ---------------------------------------------------------------- Flux bootstrap layout
+
+def _is_flux_kustomization(resource: Resource) -> bool:
+    return resource.kind == "Kustomization" and _group(resource) == "kustomize.toolkit.fluxcd.io"
+
+
+def _is_kustomize_file(resource: Resource) -> bool:
+    return resource.kind == "Kustomization" and _group(resource) == "kustomize.config.k8s.io"
+
+
+def _folder(resource: Resource) -> PurePosixPath | None:
+    return PurePosixPath(resource.layers[0].file).parent if resource.layers else None
+
+
+def _repo_path(path: str) -> PurePosixPath:
+    return PurePosixPath(path.strip().removeprefix("./").rstrip("/") or ".")
+
+
+def _entry_folders(scope: Scope) -> list[PurePosixPath]:
+    """Folders holding Flux Kustomizations that no Flux Kustomization in scope syncs: the
+    paths someone applies by hand or bootstraps Flux at."""
+    flux = [r for r in scope.resources if _is_flux_kustomization(r)]
+    synced = {_repo_path(str(r.get("spec", "path") or ".")) for r in flux}
+    folders = {f for f in (_folder(r) for r in flux) if f is not None}
+    return sorted(f for f in folders if f.name != BOOTSTRAP_FOLDER
+                  and not any(s == f or s in f.parents for s in synced))
+
+
+def _on_disk(scope: Scope, folder: PurePosixPath) -> Resource | None:
+    """The folder's kustomization file as a Resource (for its file and line), if any."""
+    if scope.root is None:
+        return None
+    for name in KUSTOMIZATION_FILES:
+        path = Path(scope.root) / folder / name
+        if path.is_file():
+            try:
+                docs = load_file_cached(path, str(folder / name))
+            except YamlProblem:
+                return None
+            if docs and isinstance(docs[0].data, dict):
+                return Resource(docs[0].data, scope.name,
+                                [SourceLayer((folder / name).as_posix(), docs[0])])
+    return None
+
+
+def _kustomization_of(scope: Scope, folder: PurePosixPath) -> Resource | None:
+    """A kustomization document given as plain YAML in that folder, else the file on disk."""
+    given = next((r for r in scope.resources if _is_kustomize_file(r) and _folder(r) == folder),
+                 None)
+    return given or _on_disk(scope, folder)
+
+
+def _listed(kustomization: Resource) -> set[str]:
+    entries = kustomization.get("resources") or []
+    return {_repo_path(str(e)).as_posix() for e in entries if isinstance(e, str)}
+
+
+@rule(
+    "flux/bootstrap-not-reconciled", Severity.WARNING,
+    "a Flux entry folder's kustomization.yaml leaves out the flux-system folder bootstrap adds",
+    why="""`flux bootstrap --path=<folder>` writes Flux's own manifests into <folder>/flux-system
+    and syncs <folder>. Flux builds a folder that has a kustomization.yaml exactly as that
+    file says, so when it does not list flux-system, Flux never applies its own manifests
+    from git: upgrades and sync settings committed there silently do nothing. A
+    flux-system/kustomization.yaml that does not list gotk-components.yaml and gotk-sync.yaml
+    is kept as it is by bootstrap, which then installs nothing.""",
+    fix="""List `flux-system` in the entry folder's kustomization.yaml, with a flux-system/
+    folder whose kustomization.yaml lists gotk-components.yaml and gotk-sync.yaml (empty
+    files until bootstrap fills them, as Flux documents for bootstrap customisation); or
+    delete the hand-written kustomization.yaml so that Flux includes every file itself.""",
+)
+def bootstrap_not_reconciled(scope: Scope) -> Iterator[Violation]:
+    for folder in _entry_folders(scope):
+        kustomization = _kustomization_of(scope, folder)
+        if kustomization is None:
+            continue  # Flux generates one that includes every file and sub-folder
+        if BOOTSTRAP_FOLDER not in _listed(kustomization):
+            yield Violation(kustomization, f"{folder.as_posix()} is a Flux entry point whose "
+                            f"kustomization does not list {BOOTSTRAP_FOLDER}: after flux "
+                            "bootstrap at this path, Flux does not manage itself",
+                            ("resources",))
+            continue
+        inner = _on_disk(scope, folder / BOOTSTRAP_FOLDER)
+        if inner is not None and not set(BOOTSTRAP_FILES) <= _listed(inner):
+            yield Violation(inner, f"{(folder / BOOTSTRAP_FOLDER).as_posix()}/kustomization"
+                            " does not list " + " and ".join(BOOTSTRAP_FILES) + ": flux "
+                            "bootstrap keeps it as it is and installs nothing", ("resources",))
+
+
+# ---------------------------------------------------------------- server-side apply drift
+
+# Fields of ExternalSecret remote references that the CRD defaults (external-secrets.io/v1);
+# left out, they make Argo CD report drift forever: https://github.com/argoproj/argo-cd/issues/13004
+ESO_DEFAULTED = ("conversionStrategy", "decodingStrategy", "metadataPolicy")
+
+
+def _vct_drift(statefulset: Resource) -> Iterator[Violation]:
+    templates = statefulset.get("spec", "volumeClaimTemplates") or []
+    for index, template in enumerate(templates):
+        if not isinstance(template, dict):
+            continue
+        missing = [key for key in ("apiVersion", "kind") if key not in template]
+        if missing:
+            name = (template.get("metadata") or {}).get("name", index)
+            yield Violation(statefulset, f"volumeClaimTemplates {name!s} has no "
+                            + " and no ".join(missing), ("spec", "volumeClaimTemplates", index))
+
+
+def _external_secret_drift(secret: Resource) -> Iterator[Violation]:
+    refs: list[tuple[tuple[str | int, ...], Any]] = [
+        (("spec", "data", i, "remoteRef"), item.get("remoteRef"))
+        for i, item in enumerate(secret.get("spec", "data") or []) if isinstance(item, dict)]
+    refs += [(("spec", "dataFrom", i, "extract"), item.get("extract"))
+             for i, item in enumerate(secret.get("spec", "dataFrom") or [])
+             if isinstance(item, dict)]
+    for path, ref in refs:
+        if isinstance(ref, dict):
+            missing = [key for key in ESO_DEFAULTED if key not in ref]
+            if missing:
+                yield Violation(secret, f"{path[-1]} of {ref.get('key', '?')} leaves out "
+                                + ", ".join(missing) + " (defaulted by the CRD)", path)
+                return  # one finding per ExternalSecret: the fix is the same for every entry
+
+
+@rule(
+    "argocd/server-side-apply-drift", Severity.WARNING,
+    "a field the API server fills in is missing, so Argo CD server-side apply never syncs",
+    why="""The API server fills in some fields the manifest leaves out: apiVersion/kind of a
+    StatefulSet's volumeClaimTemplates, and the fields an operator's CRD defaults (the
+    strategies of an ExternalSecret's remoteRef). With Argo CD's ServerSideApply=true the
+    manifest from Git then never equals the live object: the application stays OutOfSync
+    forever, a real drift is lost in the noise and auto-sync keeps re-applying.""",
+    fix="""Write the defaulted fields out: `apiVersion: v1` and `kind: PersistentVolumeClaim` on
+    each volumeClaimTemplate (https://github.com/argoproj/argo-cd/issues/11143);
+    conversionStrategy: Default, decodingStrategy: None, metadataPolicy: None on each
+    ExternalSecret remoteRef (https://github.com/argoproj/argo-cd/issues/13004).""",
+)
+def server_side_apply_drift(scope: Scope) -> Iterator[Violation]:
+    for resource in scope.resources:
+        if resource.kind == "StatefulSet":
+            yield from _vct_drift(resource)
+        elif resource.kind == "ExternalSecret" and _group(resource) == "external-secrets.io":
+            yield from _external_secret_drift(resource)
+
+
+# ---------------------------------------------------------------- cluster-wide names/labels
+
+@rule(
+    "storage/shared-class-name", Severity.WARNING,
+    "StorageClass from Git uses a name clusters commonly already have (gp2, gp3, standard...)",
+    why="""Many clusters already have a StorageClass called gp3, gp2 or standard, created by
+    another team or an add-on. StorageClass parameters cannot be changed, so syncing ours
+    onto theirs fails; or the GitOps controller adopts their class, changes who owns it, and
+    deletes it when ours is removed from Git, breaking their volumes.""",
+    fix="""Give the class a name of your own (e.g. vllm-gp3) and use that name in every
+    storageClassName that means it.""",
+)
+def shared_class_name(scope: Scope) -> Iterator[Violation]:
+    for storage_class in scope.of_kind("StorageClass"):
+        if storage_class.name in SHARED_CLASS_NAMES:
+            yield Violation(storage_class, f"StorageClass {storage_class.name!r} may already "
+                            "exist in the cluster, owned by someone else",
+                            ("metadata", "name"))
+
+
+def _selector_keys(selector: Any) -> set[str]:
+    if not isinstance(selector, dict):
+        return set()
+    keys = {str(k) for k in (selector.get("matchLabels") or {})}
+    keys |= {str(e.get("key")) for e in selector.get("matchExpressions") or []
+             if isinstance(e, dict)}
+    return keys
+
+
+@rule(
+    "observability/tracking-label", Severity.WARNING,
+    "ServiceMonitor relies on the Service's app.kubernetes.io/instance label",
+    why="""Argo CD before 3.0 tracks what it manages by writing the Application's name into
+    the app.kubernetes.io/instance label of every object it syncs, Services included. A
+    ServiceMonitor that copies that label from Services (targetLabels) then tags every
+    model's metrics with the same Application name, and one that selects Services by it
+    finds nothing: dashboards and autoscaling can no longer tell models apart.""",
+    fix="""Copy the label from the pods instead (podTargetLabels: pod templates keep their
+    labels), or use a label of your own such as vllm-gitops.io/model; select Services by
+    app.kubernetes.io/name/component.""",
+)
+def tracking_label(scope: Scope) -> Iterator[Violation]:
+    for monitor in scope.of_kind("ServiceMonitor"):
+        targets = monitor.get("spec", "targetLabels") or []
+        if INSTANCE_LABEL in targets:
+            yield Violation(monitor, f"targetLabels copies {INSTANCE_LABEL} from Services",
+                            ("spec", "targetLabels", targets.index(INSTANCE_LABEL)))
+        if INSTANCE_LABEL in _selector_keys(monitor.get("spec", "selector")):
+            yield Violation(monitor, f"selects Services by {INSTANCE_LABEL}",
+                            ("spec", "selector"))

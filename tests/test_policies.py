@@ -115,3 +115,21 @@ def test_malformed_vllm_container_is_a_schema_error_not_a_crash(tmp_path: Path) 
     assert "Traceback" not in run.output
     rules = {f["rule"] for f in run.json()["findings"]}
     assert "schema/invalid" in rules
+
+
+PASS_FIXTURES = sorted(POLICIES.rglob("pass.yaml"))
+
+
+@pytest.mark.parametrize("fixture", PASS_FIXTURES,
+                         ids=[p.parent.relative_to(POLICIES).as_posix() for p in PASS_FIXTURES])
+def test_pass_fixtures_are_good_manifests(fixture: Path) -> None:
+    """A pass.yaml is a manifest that works: no rule (schema included) finds an error in it.
+    They are the "good manifests" of tests/compare_tools.py, where any error is a false one."""
+    from vllm_gitops.pipeline import targets_from_paths, validate
+
+    settings = load_settings(REPO_ROOT)
+    report = validate([targets_from_paths([fixture], settings)], settings, paths=[fixture])
+    assert report.resources > 0
+    errors = [f"{f.rule} (line {f.line}): {f.message}" for f in report.findings
+              if f.severity is Severity.ERROR]
+    assert not errors, "\n".join(errors)

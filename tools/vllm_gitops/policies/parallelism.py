@@ -47,6 +47,16 @@ def _other_accelerator(server: VllmWorkload) -> bool:
     return any("/" in k and not k.startswith("hugepages-") for k in keys)
 
 
+def _neuron(server: VllmWorkload) -> bool:
+    """The container asks for AWS Neuron devices or cores. vLLM on Neuron runs tensor
+    parallelism in a single process (executor "uni"), so its workers share no /dev/shm:
+    https://github.com/vllm-project/vllm-neuron/blob/main/vllm_neuron/platform.py"""
+    container = server.resource.get(*server.container_path)
+    resources = container.get("resources") or {}
+    return any(str(k).startswith("aws.amazon.com/neuron") for section in ("limits", "requests")
+               for k in (resources.get(section) or {}))
+
+
 def _spans_pods(server: VllmWorkload) -> bool:
     """A multi-node server (Ray executor, --nnodes, headless workers): one pod holds only
     part of the world size."""
@@ -123,6 +133,8 @@ def shared_memory(scope: Scope) -> Iterator[Violation]:
     for server in vllm_servers(scope):
         needed, how = gpus_needed(server)
         container = server.resource.get(*server.container_path)
+        if server.gpus is None and _neuron(server):
+            continue  # Neuron: one process drives all the cores, no NCCL workers
         if needed > 1 and shm_volume(server.resource, container) is None:
             yield Violation(server.resource, f"{server.container}: {needed} GPU workers "
                             f"({how}) and no memory-backed emptyDir mounted at /dev/shm",

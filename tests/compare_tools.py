@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -44,10 +43,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from support import coverage_rows
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POLICIES = REPO_ROOT / "policies"
 GUIDE = REPO_ROOT / "tests" / "fixtures" / "guide"
-COVERAGE = REPO_ROOT / "docs" / "policy-coverage.md"
 TIMEOUT_SECONDS = 900
 
 # checkov check id (or prefix) -> review defects it names when it fails on the defect's file.
@@ -111,17 +111,6 @@ def render_overlays(folder: Path) -> list[Path]:
                                       timeout=TIMEOUT_SECONDS).stdout)
         rendered.append(out)
     return rendered
-
-
-def coverage_rows() -> dict[int, tuple[str, set[str], set[str]]]:
-    """defect -> (verdict, rule ids, files), from the table of docs/policy-coverage.md."""
-    rows = {}
-    for line in COVERAGE.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0].isdigit():
-            rows[int(cells[0])] = (cells[2], set(re.findall(r"`([^`]+)`", cells[3])),
-                                   set(re.findall(r"`([^`]+)`", cells[4])))
-    return rows
 
 
 def timed(outcome: Outcome | None, command: list[str], **kwargs: object) -> tuple[str, float]:

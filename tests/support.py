@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,3 +44,17 @@ def run_tool(module: str, *args: str, cwd: Path = REPO_ROOT,
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+COVERAGE = REPO_ROOT / "docs" / "policy-coverage.md"
+
+
+def coverage_rows() -> dict[int, tuple[str, set[str], set[str]]]:
+    """defect number -> (verdict, rule ids, files) from the table of docs/policy-coverage.md."""
+    rows = {}
+    for line in COVERAGE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows[int(cells[0])] = (cells[2], set(re.findall(r"`([^`]+)`", cells[3])),
+                                   set(re.findall(r"`([^`]+)`", cells[4])))
+    return rows

@@ -127,7 +127,9 @@ def test_pass_fixtures_are_good_manifests(fixture: Path) -> None:
     They are the "good manifests" of tests/compare_tools.py, where any error is a false one."""
     from vllm_gitops.pipeline import targets_from_paths, validate
 
-    settings = load_settings(REPO_ROOT)
+    # A kind whose schema is not locked (SealedSecret, cert-manager, HelmRepository) is a gap
+    # of the lock, not a defect of the manifest: here it stays a warning even in CI.
+    settings = load_settings(REPO_ROOT).with_overrides(missing_schema_is_error=False)
     report = validate([targets_from_paths([fixture], settings)], settings, paths=[fixture])
     assert report.resources > 0
     errors = [f"{f.rule} (line {f.line}): {f.message}" for f in report.findings

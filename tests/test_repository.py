@@ -216,7 +216,7 @@ def test_committed_routes_match_the_models(loader: ScopeLoader) -> None:
 
 def test_editing_a_model_without_regenerating_routes_fails_validation(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
-    for name in ("base", "overlays", "vllm-gitops.yaml"):
+    for name in ("base", "overlays", "schemas", "vllm-gitops.yaml"):
         source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, copy / name)

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from support import REPO_ROOT, TIMEOUT_SECONDS
+from support import COVERAGE, REPO_ROOT, TIMEOUT_SECONDS, coverage_rows
 from vllm_gitops.policies.registry import RULES, _load_builtin_rules
 
 GUIDE = "tests/fixtures/guide"
-COVERAGE = REPO_ROOT / "docs" / "policy-coverage.md"
 
 VLLM = "standalone-vllm-reasoning.yaml"
 LITELLM = "litellm-deployment.yaml"
@@ -68,17 +66,6 @@ EXPECTED: set[tuple[str, str]] = {
 # Defects visible in the manifests that no registered rule names yet: the closing note
 # lists them as gaps. When a rule starts catching one, move it to EXPECTED and the table.
 NOT_YET_CAUGHT: dict[int, str] = {}
-
-
-def coverage_rows() -> dict[int, tuple[str, set[str], set[str]]]:
-    """defect number -> (verdict, rule ids, files) from the table of docs/policy-coverage.md."""
-    rows = {}
-    for line in COVERAGE.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0].isdigit():
-            rows[int(cells[0])] = (cells[2], set(re.findall(r"`([^`]+)`", cells[3])),
-                                   set(re.findall(r"`([^`]+)`", cells[4])))
-    return rows
 
 
 def guide_findings() -> set[tuple[str, str]]:

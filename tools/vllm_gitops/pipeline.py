@@ -20,7 +20,7 @@ from vllm_gitops.load import resources_from_file, resources_from_render, source_
 from vllm_gitops.policies.registry import run_policies
 from vllm_gitops.render import RENDER_TIMEOUT, Renderer, RenderFailed, find_renderer
 from vllm_gitops.resources import Resource, SourceLayer
-from vllm_gitops.schema.engine import JsonSchemaEngine, SchemaEngine
+from vllm_gitops.schema.engine import JsonSchemaEngine, SchemaEngine, check_each_once
 from vllm_gitops.schema.kubeconform import KubeconformEngine
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations
 from vllm_gitops.scope import Scope
@@ -317,7 +317,6 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
     """Run every stage over every target; the Report holds all findings, sorted, each defect
     once (with every target it affects)."""
     loader = ScopeLoader(settings)
-    schema = SchemaOnce(make_engine(settings))
     report = Report(targets=len(targets))
     checks = _check_cache(loader, settings) if paths is None else None
     hits = {t.name: checks.get(t.name) for t in targets} if checks else {}
@@ -325,24 +324,25 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
     inputs = {t.name: checks.inputs(t.path) for t in todo} if checks else {}  # before renders
     loader.prefetch([t.path for t in todo if t.kind != "paths"], progress)
     found: list[Finding] = []
-    for index, target in enumerate(targets):
+    for hit in filter(None, hits.values()):  # nothing it reads changed since a run checked it
+        report.resources += hit.resources
+        found += hit.findings
+    scopes = [loader.load(target, paths) for target in todo]
+    verdicts = check_each_once(make_engine(settings), (r for s in scopes for r in s.resources))
+    for index, (target, scope) in enumerate(zip(todo, scopes, strict=True)):
         if progress:
-            progress(index, len(targets), f"checking {target.name}")
-        hit = hits.get(target.name)
-        if hit is not None:  # nothing it reads changed since a run checked it
-            report.resources += hit.resources
-            found += hit.findings
-            continue
-        scope = loader.load(target, paths)
+            progress(index, len(todo), f"checking {target.name}")
         report.resources += len(scope.resources)
-        checked = [*scope.findings, *schema.validate(scope),
+        schema = [replace(f, target=scope.name) for r in scope.resources
+                  for f in verdicts.get(id(r.doc), [])]
+        checked = [*scope.findings, *schema,
                    *run_policies(scope, overrides=settings.severity_overrides)]
         found += checked
         if checks:
             checks.put(target.name, inputs.get(target.name),
                        CheckedTarget(checked, len(scope.resources), _missing_schemas(checked)))
     if progress:
-        progress(len(targets), len(targets), "")
+        progress(len(todo), len(todo), "")
     kinds = {t.name: t.kind for t in targets}
     report.findings = _collapse_missing_schemas(merge_across_targets(found, kinds))
     return report
@@ -364,52 +364,6 @@ def _missing_schemas(findings: list[Finding]) -> list[tuple[str, str]]:
     """Kinds checked without a schema: a later run that finds one must check again."""
     return sorted({(f.resource.api_version, f.resource.kind) for f in findings
                    if f.rule == "schema/missing" and f.resource is not None})
-
-
-class SchemaOnce:
-    """Schema-checks each rendered object once, however many scopes include it.
-
-    Scopes that include the same rendered folder share its documents, so a document seen
-    before gets the findings it had then, re-addressed to the current target.
-    """
-
-    def __init__(self, engine: SchemaEngine) -> None:
-        self.engine = engine
-        self._seen: dict[int, tuple[object, list[Finding]]] = {}
-
-    def validate(self, scope: Scope) -> list[Finding]:
-        fresh = [r for r in scope.resources if id(r.doc) not in self._seen]
-        checked = [as_applied(r) for r in fresh if not is_build_config(r)]
-        by_ref: dict[object, list[Finding]] = {}
-        for finding in self.engine.validate(checked) if checked else []:
-            by_ref.setdefault(finding.resource, []).append(finding)
-        for resource in fresh:  # the document is kept alive so that its id stays unique
-            self._seen[id(resource.doc)] = (resource.doc, by_ref.get(resource.ref, []))
-        unattached = [f for ref, group in by_ref.items()
-                      if ref not in {r.ref for r in fresh} for f in group]
-        out = [replace(f, target=scope.name) for f in unattached]
-        for resource in scope.resources:
-            out += [replace(f, target=scope.name) for f in self._seen[id(resource.doc)][1]]
-        return list(dict.fromkeys(out))
-
-
-BUILD_CONFIG_GROUPS = ("kustomize.config.k8s.io", "config.kubernetes.io")
-
-
-def is_build_config(resource: Resource) -> bool:
-    """A kustomization or component file read as plain YAML: input to kustomize, never sent
-    to the API server, so no API schema applies."""
-    return resource.api_version.split("/")[0] in BUILD_CONFIG_GROUPS
-
-
-def as_applied(resource: Resource) -> Resource:
-    """The object as the API server receives it: Flux's kustomize-controller decrypts a
-    SOPS-encrypted file and drops its top-level `sops` metadata before applying
-    (https://fluxcd.io/flux/guides/mozilla-sops/)."""
-    if "sops" not in resource.doc:
-        return resource
-    doc = {key: value for key, value in resource.doc.items() if key != "sops"}
-    return Resource(doc, resource.target, resource.layers)
 
 
 def merge_across_targets(findings: list[Finding], kinds: dict[str, str]) -> list[Finding]:

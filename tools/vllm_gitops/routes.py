@@ -14,8 +14,7 @@ from pathlib import Path
 
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
-from vllm_gitops.topology import selected_workloads
-from vllm_gitops.topology import vllm_servers as find_vllm_workloads
+from vllm_gitops.topology import selected_workloads, vllm_servers
 
 ROUTE_ANNOTATION = "vllm-gitops.io/litellm-route"
 ROUTES_FILE = "models.yaml"
@@ -46,7 +45,7 @@ def _service_for(scope: Scope, workload: Resource) -> tuple[Resource, int] | Non
 
 def routes_of(scope: Scope) -> Iterator[tuple[Resource, Route | None]]:
     """(workload, route) for every vLLM server that asks for a route; None when unroutable."""
-    for workload in find_vllm_workloads(scope):
+    for workload in vllm_servers(scope):
         route_name = workload.resource.annotations.get(ROUTE_ANNOTATION)
         if not route_name:
             continue

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -14,6 +14,15 @@ from vllm_gitops.errors import EXIT_TOOL_ERROR, ToolError
 from vllm_gitops.fileio import write_atomic
 
 T = TypeVar("T")
+
+
+def new_app(**options: Any) -> typer.Typer:
+    """A command-line app as every tool here has it: -h/--help, plain help text, no shell
+    completion installer, and never a traceback printed by typer itself."""
+    return typer.Typer(add_completion=False, rich_markup_mode=None,
+                       pretty_exceptions_enable=False,
+                       context_settings={"help_option_names": ["-h", "--help"],
+                                         "max_content_width": 120}, **options)
 
 
 def fail(message: str) -> typer.Exit:

@@ -13,15 +13,14 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.changes import git, resolve_ref
-from vllm_gitops.cli.common import guarded, write_output
+from vllm_gitops.cli.common import guarded, new_app, write_output
 from vllm_gitops.diff import DiffReport, diff_clusters, render_clusters
 from vllm_gitops.diff.formats import FORMATS
 from vllm_gitops.diff.worktree import revision_checkout, terminate_as_interrupt
 from vllm_gitops.errors import EXIT_OK, ToolError
 from vllm_gitops.settings import find_repo_root
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = new_app()
 
 
 class Format(StrEnum):

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vllm_gitops.cli.common import guarded
+from vllm_gitops.cli.common import guarded, new_app
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK
 from vllm_gitops.newmodel import inputs
 from vllm_gitops.newmodel.run import Outcome, Refused, run
@@ -35,9 +35,7 @@ Examples:
 
 After a run: git add overlays/<env> && open a pull request (CI runs make validate)."""
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"],
-                                    "max_content_width": 120})
+app = new_app()
 
 
 @app.command(epilog=EPILOG)

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vllm_gitops.cli.common import fail, guarded
+from vllm_gitops.cli.common import fail, guarded, new_app
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TOOL_ERROR, ToolError
 from vllm_gitops.sizing import report
 from vllm_gitops.sizing.engine_args import EngineArgs
@@ -74,8 +74,7 @@ class KvCacheDtype(StrEnum):
     fp8 = "fp8"
 
 
-app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None,
-                  pretty_exceptions_enable=False)
+app = new_app(help=__doc__)
 
 
 def _model(model_id: str | None, model_config: Path | None, fetch: bool,

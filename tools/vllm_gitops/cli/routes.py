@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from vllm_gitops.cli.common import guarded, write_output
+from vllm_gitops.cli.common import guarded, new_app, write_output
 from vllm_gitops.pipeline import load_scopes
 from vllm_gitops.routes import expected_routes_text, routes_files
 from vllm_gitops.settings import find_repo_root
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+app = new_app()
 
 
 @app.command()

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vllm_gitops.cli.common import guarded
+from vllm_gitops.cli.common import guarded, new_app
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.fileio import write_atomic
 from vllm_gitops.schema.cel import rules_of_schema
@@ -39,8 +39,7 @@ CATALOG_URL = ("https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
 CATALOG_LICENSE_FILE = "licenses/CRDs-catalog.MIT.txt"
 MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = new_app()
 RepoOption = Annotated[Path | None, typer.Option(
     help="Repository root (default: found from the current folder).")]
 

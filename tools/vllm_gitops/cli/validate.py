@@ -13,15 +13,14 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.changes import targets_changed_since
-from vllm_gitops.cli.common import guarded, write_output
+from vllm_gitops.cli.common import guarded, new_app, write_output
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
 from vllm_gitops.render import find_renderer, renderer_version
 from vllm_gitops.report import FORMATS, RenderOptions, catalogue
 from vllm_gitops.settings import Settings, find_repo_root, load_settings
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = new_app()
 
 
 class Format(StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 from vllm_gitops.diff.compare import Key, resource_key
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.planner import WorkloadPlan, plan_workload
-from vllm_gitops.sizing.workload import find_vllm_workloads
+from vllm_gitops.topology import vllm_servers
 
 # What a reviewer wants to see change about a model server.
 FIT_FIELDS = ("model", "instance_type", "gpus", "starts", "max_model_len", "longest_context",
@@ -45,14 +45,14 @@ class ClusterCost:
 
 
 def serving_keys(scope: Scope | None) -> set[Key]:
-    return {resource_key(w.resource.doc) for w in find_vllm_workloads(scope)} if scope else set()
+    return {resource_key(w.resource.doc) for w in vllm_servers(scope)} if scope else set()
 
 
 def cluster_cost(scope: Scope | None) -> ClusterCost:
     cost = ClusterCost()
     if scope is None:
         return cost
-    for workload in find_vllm_workloads(scope):
+    for workload in vllm_servers(scope):
         key = resource_key(workload.resource.doc)
         cost.servers[key] = ServerFacts(key, _facts(plan_workload(workload, scope)))
     return cost

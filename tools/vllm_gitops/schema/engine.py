@@ -27,7 +27,37 @@ _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 class SchemaEngine(Protocol):
     name: str
 
-    def validate(self, resources: list[Resource]) -> list[Finding]: ...
+    def validate(self, resources: list[Resource]) -> list[list[Finding]]:
+        """The findings of each resource, in the order given (one call: a batch)."""
+        ...
+
+
+BUILD_CONFIG_GROUPS = ("kustomize.config.k8s.io", "config.kubernetes.io")
+
+
+def is_build_config(resource: Resource) -> bool:
+    """A kustomization or component file read as plain YAML: input to kustomize, never sent
+    to the API server, so no API schema applies."""
+    return resource.api_version.split("/")[0] in BUILD_CONFIG_GROUPS
+
+
+def as_applied(resource: Resource) -> Resource:
+    """The object as the API server receives it: Flux's kustomize-controller decrypts a
+    SOPS-encrypted file and drops its top-level `sops` metadata before applying
+    (https://fluxcd.io/flux/guides/mozilla-sops/)."""
+    if "sops" not in resource.doc:
+        return resource
+    doc = {key: value for key, value in resource.doc.items() if key != "sops"}
+    return Resource(doc, resource.target, resource.layers)
+
+
+def check_each_once(engine: SchemaEngine, resources: Iterable[Resource]) -> dict[int, list[
+        Finding]]:
+    """id(document) -> its findings, each document checked once in one batch however many
+    scopes include it (scopes that share a rendered folder share its documents)."""
+    unique = {id(r.doc): r for r in resources if not is_build_config(r)}
+    verdicts = engine.validate([as_applied(r) for r in unique.values()]) if unique else []
+    return dict(zip(unique, verdicts, strict=True))
 
 
 def located(resource: Resource, rule: str, severity: Severity, message: str,
@@ -96,11 +126,8 @@ class JsonSchemaEngine:
         self._schemas: dict[SchemaKey, dict[str, Any]] = {}  # non-built-in: carry CEL rules
         self.cel = CelRules()
 
-    def validate(self, resources: list[Resource]) -> list[Finding]:
-        findings: list[Finding] = []
-        for resource in resources:
-            findings += self.validate_one(resource)
-        return findings
+    def validate(self, resources: list[Resource]) -> list[list[Finding]]:
+        return [self.validate_one(resource) for resource in resources]
 
     def validate_one(self, resource: Resource) -> list[Finding]:
         problem = missing_identity(resource)

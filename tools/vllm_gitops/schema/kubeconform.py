@@ -77,6 +77,7 @@ def find_kubeconform() -> str:
 class _Sent:
     resource: Resource
     key: SchemaKey
+    index: int  # position in the batch validate() was given
 
 
 class KubeconformEngine:
@@ -104,23 +105,25 @@ class KubeconformEngine:
                 "-schema-location", str(mirror) + "/{{.ResourceKind}}{{.KindSuffix}}.json",
                 "-schema-location", str(mirror) + "/" + CATALOG_LAYOUT]
 
-    def validate(self, resources: list[Resource]) -> list[Finding]:
-        findings: list[Finding] = []
+    def validate(self, resources: list[Resource]) -> list[list[Finding]]:
+        findings: list[list[Finding]] = [[] for _ in resources]
         sent: list[_Sent] = []
-        for resource in resources:
+        for index, resource in enumerate(resources):
             problem = missing_identity(resource)
             if problem:
-                findings.append(problem)
+                findings[index].append(problem)
                 continue
             key = SchemaKey.of(resource.api_version, resource.kind)
             if self.lookup.find(key) is None:
-                findings.append(missing_schema(resource, key, self.lookup,
-                                               self.missing_is_error))
+                findings[index].append(missing_schema(resource, key, self.lookup,
+                                                      self.missing_is_error))
             else:
-                sent.append(_Sent(resource, key))
-        return findings + (self._run(sent) if sent else [])
+                sent.append(_Sent(resource, key, index))
+        for item, found in self._run(sent) if sent else []:
+            findings[item.index] += found
+        return findings
 
-    def _run(self, sent: list[_Sent]) -> list[Finding]:
+    def _run(self, sent: list[_Sent]) -> list[tuple[_Sent, list[Finding]]]:
         mirror = self._mirror({item.key for item in sent})
         with tempfile.TemporaryDirectory(prefix="vllm-gitops-kubeconform-") as tmp:
             files = []
@@ -137,12 +140,12 @@ class KubeconformEngine:
             report = json.loads(done.stdout or "{}")
         except ValueError:
             raise ToolError(f"kubeconform gave no JSON: {done.stderr.strip()[:500]}") from None
-        findings: list[Finding] = []
+        found: list[tuple[_Sent, list[Finding]]] = []
         for item in report.get("resources") or []:
             stem = Path(str(item.get("filename", ""))).stem
             if stem.isdigit() and int(stem) < len(sent):
-                findings += self._findings(item, sent[int(stem)])
-        return findings
+                found.append((sent[int(stem)], self._findings(item, sent[int(stem)])))
+        return found
 
     def _findings(self, item: dict[str, Any], sent: _Sent) -> list[Finding]:
         # https://github.com/yannh/kubeconform/blob/master/pkg/output/json.go

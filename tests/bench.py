@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = REPO_ROOT / "tools"
 SIZES = (15, 60, 120)
 ENVIRONMENTS = ("dev", "staging", "prod")
-COPIED = ("base", "overlays", "clusters", "vllm-gitops.yaml")
+COPIED = ("base", "overlays", "clusters", "schemas", "catalog", "vllm-gitops.yaml")
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.org",
            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}

@@ -7,8 +7,9 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from support import REPO_ROOT, TIMEOUT_SECONDS
+from support import REPO_ROOT, TIMEOUT_SECONDS, Run
 
 # What renders need: the manifests and the settings (the tool's code runs from REPO_ROOT).
 COPIED = ("base", "overlays", "clusters", "vllm-gitops.yaml")
@@ -61,3 +62,15 @@ def edit_re(path: Path, pattern: str, new: str) -> None:
     text, count = re.subn(pattern, new, path.read_text())
     assert count, f"{pattern!r} not in {path}"
     path.write_text(text)
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    """The JSON report of a run that could run (exit 0 or 1)."""
+    assert run.code in (0, 1), run.output
+    data: dict[str, Any] = run.json()
+    return data
+
+
+def calls(log: Path) -> int:
+    """How many renders the counting kustomize logged."""
+    return len(log.read_text().splitlines()) if log.exists() else 0

@@ -9,53 +9,18 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-from pr_support import edit_re
+from pr_support import calls, edit_re, verdict
 
-from support import REPO_ROOT, TIMEOUT_SECONDS, Run, run_tool
+from support import REPO_ROOT, TIMEOUT_SECONDS, Run
 from vllm_gitops.cache import CheckCache, Inputs, RenderCache
+from vllm_gitops.findings import Severity
+from vllm_gitops.resources import Resource
+from vllm_gitops.schema.engine import JsonSchemaEngine
+from vllm_gitops.schema.locations import SchemaLocations
+from vllm_gitops.settings import load_settings
 
 MODEL = "overlays/dev/apps/models/qwen3/model.yaml"
-
-
-@pytest.fixture
-def counting_kustomize(tmp_path: Path) -> tuple[Path, Path]:
-    """A `kustomize` that logs each call, then runs the pinned kubectl's kustomize."""
-    log = tmp_path / "kustomize-calls.log"
-    script = tmp_path / "bin" / "kustomize"
-    script.parent.mkdir()
-    kubectl = Path(sys.executable).parent / "kubectl"
-    # tools/validate wraps each target in a throwaway kustomization naming it: log the target
-    script.write_text(f'#!/bin/sh\nsed -n "s/^  - //p" "$2/kustomization.yaml" >> "{log}"\n'
-                      f'exec "{kubectl}" kustomize "$2"\n')
-    script.chmod(0o755)
-    return script, log
-
-
-@pytest.fixture
-def validate_repo(repo: Path, cache_dir: Path, counting_kustomize: tuple[Path, Path]
-                  ) -> Callable[..., Run]:
-    script, _ = counting_kustomize
-    settings = repo / "vllm-gitops.yaml"
-    settings.write_text(settings.read_text() + f"\nkustomize: {script}\n")
-
-    def call(*args: str, env: dict[str, str] | None = None) -> Run:
-        return run_tool("vllm_gitops.cli.validate", "--repo", str(repo), "-f", "json", *args,
-                        cwd=repo, env={"VLLM_GITOPS_CACHE_DIR": str(cache_dir), **(env or {})})
-
-    return call
-
-
-def verdict(run: Run) -> dict[str, Any]:
-    assert run.code in (0, 1), run.output
-    data: dict[str, Any] = run.json()
-    return data
-
-
-def calls(log: Path) -> int:
-    return len(log.read_text().splitlines()) if log.exists() else 0
 
 
 def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
@@ -70,8 +35,8 @@ def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
     edit_re(repo / MODEL, r"--tensor-parallel-size=\d+", "--tensor-parallel-size=3")
     edited = verdict(validate_repo())
     rendered_again = set(log.read_text().split())
-    assert {p.split("/repo/")[-1] for p in rendered_again} == {
-        "overlays/dev/apps/models/qwen3", "overlays/dev/apps", "overlays/dev"}, rendered_again
+    # the model is rendered inside the apps folder Flux and Argo CD sync (test_coverage.py)
+    assert {p.split("/repo/")[-1] for p in rendered_again} == {"overlays/dev/apps"}
     assert edited != cold  # TP 3 does not divide the model's heads: the verdict changes
     uncached = verdict(validate_repo(env={"VLLM_GITOPS_NO_CACHE": "1"}))
     assert edited == uncached
@@ -156,3 +121,21 @@ def test_check_entries_wait_for_missing_schemas(tmp_path: Path) -> None:
                       lambda *_: False).get("k") == entry
     assert CheckCache(RenderCache(tmp_path / "cache", tmp_path, "fp"),
                       lambda *_: True).get("k") is None
+
+
+def test_schema_verdicts_are_reused_by_content(tmp_path: Path) -> None:
+    """A verdict an earlier run kept is used for a document of the same content only."""
+    settings = load_settings(REPO_ROOT)
+    locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
+                                settings.repo_root, tmp_path, 1.0)
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+           "data": {"k": "v"}}
+    first = JsonSchemaEngine(locations, True)
+    assert first.validate([Resource(doc, "t")]) == [[]]
+    kept = first.verdicts_to_keep()
+    assert len(kept) == 1
+    planted = {key: [("schema/invalid", Severity.ERROR, ("data",), "planted")] for key in kept}
+    later = JsonSchemaEngine(locations, True, planted)
+    assert [f.message for f in later.validate([Resource(dict(doc), "t")])[0]] == ["planted"]
+    changed = {**doc, "data": {"k": 1}}
+    assert [f.rule for f in later.validate([Resource(changed, "t")])[0]] == ["schema/invalid"]

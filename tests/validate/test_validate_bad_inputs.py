@@ -161,7 +161,7 @@ def test_empty_files_are_no_resources_and_exit_0(validate: Callable[..., Any],
     write(scratch_repo / "empty" / "comments.yml", "# nothing here\n---\n---\n")
     run = validate("empty", "empty/empty.yaml", "-f", "json", cwd=scratch_repo)
     assert_no_crash(run)
-    assert run.json() == {"summary": {"errors": 0, "warnings": 0, "targets": 1,
+    assert run.json() == {"summary": {"errors": 0, "warnings": 0, "targets": 1, "scopes": 1,
                                       "resources": 0}, "findings": []}
     assert run.code == 0
 

@@ -78,7 +78,7 @@ def test_every_format_exits_1_on_errors_without_noise(runs: dict[str, CliRun], f
 def test_json_contract(runs: dict[str, CliRun]) -> None:
     report = runs["json"].json()
     assert set(report) == {"summary", "findings"}
-    assert report["summary"] == {"errors": ERRORS, "warnings": WARNINGS, "targets": 1,
+    assert report["summary"] == {"errors": ERRORS, "warnings": WARNINGS, "targets": 1, "scopes": 1,
                                  "resources": 3}
     got = {(f["rule"], f["file"], f["line"], f["severity"]) for f in report["findings"]}
     assert got == EXPECTED
@@ -313,7 +313,8 @@ def test_several_paths_form_one_scope(validate: Callable[..., Any], scratch_repo
     report = run.json()
     # The Service in front/ selects the Deployment in web.yaml: same scope, no finding.
     assert report["findings"] == []
-    assert report["summary"] == {"errors": 0, "warnings": 0, "targets": 1, "resources": 5}
+    assert report["summary"] == {"errors": 0, "warnings": 0, "targets": 1, "scopes": 1,
+                                 "resources": 5}
     assert run.code == 0
 
     alone = validate("front", "-f", "json", cwd=scratch_repo)
@@ -359,7 +360,8 @@ def test_no_path_validates_every_target_of_the_repository(validate: Callable[...
     assert_no_crash(run)
     report = run.json()
     assert report["findings"] == []
-    assert report["summary"] == {"errors": 0, "warnings": 0, "targets": 4, "resources": 4}
+    assert report["summary"] == {"errors": 0, "warnings": 0, "targets": 4, "scopes": 4,
+                                 "resources": 4}
     assert run.code == 0
 
 

@@ -102,7 +102,8 @@ def test_overlay_findings_point_at_base_or_patch(overlay_run: CliRun) -> None:
         ("schema/invalid", "overlay/patch.yaml", PATCH_REPLICAS_LINE),
         ("schema/invalid", "overlay/patch.yaml", PATCH_KNOB_LINE),
     }
-    assert report["summary"] == {"errors": 3, "warnings": 0, "targets": 1, "resources": 1}
+    assert report["summary"] == {"errors": 3, "warnings": 0, "targets": 1, "scopes": 1,
+                                 "resources": 1}
     assert overlay_run.code == 1
 
 

@@ -9,7 +9,8 @@ catalog and local schema folders. An entry records the digest of every input fil
 before the work ran (the whole closure, see `changes.py`: missing files included) and is used
 only while every one of them is unchanged, so an edit, a new or a deleted file is never served
 a stale result. A check whose verdict depended on a schema that could not be found offline is
-used only while that schema still cannot be found.
+used only while that schema still cannot be found. A third kind holds the schema verdict of
+each document by its content, so an unchanged object is not checked against its schema again.
 
 Entries are written atomically (temporary file, then rename): a reader sees a whole entry or
 none, two runs at once at worst both render, and a corrupt or foreign entry is ignored and
@@ -36,6 +37,8 @@ ENV_MODEL_CATALOG = "VLLM_GITOPS_MODEL_CATALOG"
 FORMAT = 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 MISSING = "missing"
+# The schema verdicts of documents by content (schema/engine.py), valid for one fingerprint.
+SCHEMA_VERDICTS = "schema-verdicts"
 
 
 def _sha256(data: bytes) -> str:
@@ -106,9 +109,11 @@ class RenderCache:
     def _rel(self, path: Path) -> str:
         return os.path.relpath(path, self.repo_root)
 
-    def inputs(self, folder: Path) -> Inputs | None:
-        """What to record for a render of `folder`; None when it cannot be cached."""
-        return self.inputs_of(kustomization_closure(folder))
+    def inputs(self, folder: Path, closures: dict[Path, Closure] | None = None
+               ) -> Inputs | None:
+        """What to record for a render of `folder`; None when it cannot be cached.
+        `closures`: the run's memo of kustomization closures."""
+        return self.inputs_of(kustomization_closure(folder, closures))
 
     def inputs_of(self, closure: Closure) -> Inputs | None:
         if closure.remote:
@@ -187,16 +192,36 @@ def folder_fingerprint(folder: Path) -> str:
     return _sha256("\n".join(parts).encode())
 
 
+def content_fingerprint(folder: Path) -> str:
+    """Names and contents under a folder: the same in every checkout of a revision."""
+    if not folder.is_dir():
+        return MISSING
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(_sha256(path.read_bytes()).encode())
+    return digest.hexdigest()
+
+
 def settings_fingerprint(settings: Settings) -> str:
-    """Every setting (the cache folder aside), the model catalogs and local schema folders."""
-    fields = {k: v for k, v in vars(settings).items() if k != "cache_dir"}
+    """Every setting (the cache folder aside), the model catalogs and local schema folders.
+    Folders of the repository count by content and paths in it relative to it, so that a git
+    worktree of another revision (`tools/diff`) shares the entries of identical files."""
+    root = settings.repo_root.resolve()
+    fields = {k: v for k, v in vars(settings).items() if k not in ("cache_dir", "repo_root")}
     local = [Path(loc) for loc in settings.schema_locations
              if "://" not in loc and "{{" not in loc and loc != "default"]
     catalogs = [settings.repo_root / "catalog",
                 *(Path(p) for p in os.environ.get(ENV_MODEL_CATALOG, "").split(os.pathsep) if p)]
-    return _sha256("\0".join([repr(sorted(fields.items(), key=lambda kv: kv[0])),
-                              os.environ.get(ENV_MODEL_CATALOG, ""),
-                              *(folder_fingerprint(p) for p in (*local, *catalogs))]).encode())
+
+    def folder(path: Path) -> str:
+        inside = path.resolve() == root or root in path.resolve().parents
+        return content_fingerprint(path) if inside else folder_fingerprint(path)
+
+    described = repr(sorted(fields.items(), key=lambda kv: kv[0])).replace(str(root), "<repo>")
+    return _sha256("\0".join([described, os.environ.get(ENV_MODEL_CATALOG, ""),
+                              *(folder(p) for p in (*local, *catalogs))]).encode())
 
 
 def render_cache(settings: Settings, renderer_command: tuple[str, ...]) -> RenderCache | None:
@@ -218,16 +243,18 @@ class CheckedTarget:
     findings: list[Any]
     resources: int
     missing_schemas: list[tuple[str, str]]  # (apiVersion, kind) no location had
+    rendered: list[str] = field(default_factory=list)  # repo-relative folders (Scope.rendered)
 
 
 class CheckCache:
     """Whole-target results on top of a RenderCache (same folder, same fingerprint)."""
 
-    def __init__(self, renders: RenderCache, schema_found: Callable[[str, str], bool]) -> None:
+    def __init__(self, renders: RenderCache, schema_found: Callable[[str, str], bool],
+                 closures: dict[Path, Closure] | None = None) -> None:
         self.renders = renders
         self.schema_found = schema_found  # does a location have this schema now?
         self._probed: dict[tuple[str, str], bool] = {}
-        self._closures: dict[Path, Closure] = {}  # folders shared by targets, walked once
+        self._closures = {} if closures is None else closures  # walked once per run
 
     def inputs(self, target_path: Path) -> Inputs | None:
         return self.renders.inputs_of(scope_closure(target_path, self.renders.repo_root,

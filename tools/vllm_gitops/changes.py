@@ -44,6 +44,7 @@ class Closure:
     folders: set[Path] = field(default_factory=set)  # kustomization folders walked
     trees: set[Path] = field(default_factory=set)  # plain folders read whole (any file counts)
     remote: bool = False  # names a remote base: its content is not ours to hash
+    synced: tuple[str, ...] | None = field(default=None, compare=False)  # scope_units' memo
 
     def update(self, other: Closure) -> None:
         self.files |= other.files
@@ -58,35 +59,56 @@ class Closure:
         return False
 
 
-def kustomization_closure(folder: Path) -> Closure:
-    """Every file `kustomize build folder` reads (a superset, never less)."""
+def kustomization_closure(folder: Path, memo: dict[Path, Closure] | None = None) -> Closure:
+    """Every file `kustomize build folder` reads (a superset, never less). `memo` keeps the
+    closures of the folders walked, for the next call of the same run."""
+    memo = {} if memo is None else memo
     closure = Closure()
-    _walk(Path(os.path.normpath(folder)), closure)
-    return closure
+    closure.update(_closure_of(Path(os.path.normpath(folder)), memo, set())[0])
+    return closure  # a copy: the memoised one stays as it is
 
 
-def _walk(folder: Path, closure: Closure) -> None:
-    if folder in closure.folders:
-        return
-    closure.folders.add(folder)
+def _closure_of(folder: Path, memo: dict[Path, Closure], walking: set[Path]) -> tuple[
+        Closure, bool]:
+    """The closure of one kustomization folder, and whether it is whole: a folder met again
+    while it is being walked (a cycle, which kustomize refuses) leaves the closures of the
+    folders in between partial, so only whole ones are memoised."""
+    if folder in memo:
+        return memo[folder], True
+    if folder in walking:
+        return Closure(), False
+    walking.add(folder)
+    closure = Closure(folders={folder})
     closure.files.update(folder / name for name in KUSTOMIZATION_NAMES)
+    whole = _add_references(folder, closure, memo, walking)
+    walking.discard(folder)
+    if whole:
+        memo[folder] = closure
+    return closure, whole
+
+
+def _add_references(folder: Path, closure: Closure, memo: dict[Path, Closure],
+                    walking: set[Path]) -> bool:
     kfile = kustomization_file(folder)
     if kfile is None:
-        return
+        return True
     _add_file(closure, kfile)
     try:
         docs = load_file_cached(kfile, str(kfile))
     except YamlProblem:
-        return
+        return True
     if not docs or not isinstance(docs[0].data, dict):
-        return
+        return True
+    whole = True
     for entry, _line, _kind in _references(docs[0]):
         if is_remote(entry):
             closure.remote = True
         elif not os.path.isabs(entry):
             path = Path(os.path.normpath(folder / entry))
             if path.is_dir() and kustomization_file(path) is not None:
-                _walk(path, closure)
+                included, complete = _closure_of(path, memo, walking)
+                closure.update(included)
+                whole = whole and complete
             elif path.is_dir() or not path.exists():
                 # A plain folder (kustomize refuses it) or nothing yet: any file created
                 # there (a kustomization.yaml...) changes the render.
@@ -94,6 +116,7 @@ def _walk(folder: Path, closure: Closure) -> None:
                 _add_file(closure, path)
             else:
                 _add_file(closure, path)
+    return whole
 
 
 def _add_file(closure: Closure, path: Path) -> None:
@@ -116,22 +139,31 @@ def scope_closure(folder: Path, repo_root: Path,
     `memo` shares the closures of folders between the targets of one run."""
     memo = {} if memo is None else memo
     closure = Closure()
+    for unit in scope_units(folder, repo_root, memo):
+        closure.update(memo[unit])
+    return closure
+
+
+def scope_units(folder: Path, repo_root: Path, memo: dict[Path, Closure]) -> list[Path]:
+    """The folders a target's scope renders whole, in the order met: the target's own, then
+    (transitively) those its Flux Kustomizations and Argo CD Applications may sync. Their
+    closures are left in `memo`."""
+    units: list[Path] = []
     todo = [Path(os.path.normpath(folder))]
-    done: set[Path] = set()
     while todo:
-        current = todo.pop()
-        if current in done:
+        current = todo.pop(0)
+        if current in units:
             continue
-        done.add(current)
+        units.append(current)
         if current not in memo:
-            memo[current] = (kustomization_closure(current)
+            memo[current] = (_closure_of(current, memo, set())[0]
                              if kustomization_file(current) is not None
                              else plain_folder_closure(current))
         part = memo[current]
-        closure.update(part)
-        for path in synced_paths(part):
-            todo.append(Path(os.path.normpath(repo_root / path)))
-    return closure
+        if part.synced is None:
+            part.synced = tuple(synced_paths(part))
+        todo += [Path(os.path.normpath(repo_root / path)) for path in part.synced]
+    return units
 
 
 def synced_paths(closure: Closure) -> Iterator[str]:

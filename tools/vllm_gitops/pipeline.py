@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vllm_gitops.cache import CheckCache, CheckedTarget, RenderCache, render_cache
+from vllm_gitops.cache import (
+    SCHEMA_VERDICTS,
+    CheckCache,
+    CheckedTarget,
+    Inputs,
+    RenderCache,
+    render_cache,
+)
+from vllm_gitops.changes import Closure
+from vllm_gitops.coverage import (
+    RENDER_FAILED,
+    Coverage,
+    innermost_render_failures,
+    reached,
+    unconfirmed,
+)
+from vllm_gitops.coverage import plan as plan_coverage
 from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Finding, Severity, SourceLocation, sort_key
 from vllm_gitops.kustomization import YAML_SUFFIXES, kustomization_file, preflight
@@ -20,7 +36,13 @@ from vllm_gitops.load import resources_from_file, resources_from_render, source_
 from vllm_gitops.policies.registry import run_policies
 from vllm_gitops.render import RENDER_TIMEOUT, Renderer, RenderFailed, find_renderer
 from vllm_gitops.resources import Resource, SourceLayer
-from vllm_gitops.schema.engine import JsonSchemaEngine, SchemaEngine, check_each_once
+from vllm_gitops.schema.engine import (
+    JsonSchemaEngine,
+    Problem,
+    SchemaEngine,
+    Verdict,
+    check_each_once,
+)
 from vllm_gitops.schema.kubeconform import KubeconformEngine
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations
 from vllm_gitops.scope import Scope
@@ -41,13 +63,18 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     targets: int = 0
     resources: int = 0
+    scopes: int = 0  # targets checked as a whole; the others are checked inside them
+
+    def checked_whole(self) -> str:
+        """"N checked whole, " when some targets were checked inside others, else ""."""
+        return f"{self.scopes} checked whole, " if self.scopes < self.targets else ""
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)
 
     def summary(self) -> dict[str, int]:
         return {"errors": self.count(Severity.ERROR), "warnings": self.count(Severity.WARNING),
-                "targets": self.targets, "resources": self.resources}
+                "targets": self.targets, "scopes": self.scopes, "resources": self.resources}
 
 
 def discover_targets(settings: Settings) -> list[Target]:
@@ -110,6 +137,7 @@ class RenderedFolder:
 
     resources: list[Resource] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    ok: bool = True  # kustomize rendered it (pre-flight did not block it, it did not fail)
 
 
 class ScopeLoader:
@@ -123,6 +151,10 @@ class ScopeLoader:
         self.settings = settings
         self._renderer: Renderer | None = None
         self._rendered: dict[Path, RenderedFolder] = {}
+        self._pending: dict[Path, Future[RenderedFolder]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        # kustomization closures (changes.py) of this run, shared by the cache and coverage
+        self.closures: dict[Path, Closure] = {}
         self._use_cache = use_cache
         self._cache: RenderCache | None = None
 
@@ -147,17 +179,43 @@ class ScopeLoader:
 
     def prefetch(self, folders: list[Path], progress: Progress | None = None) -> None:
         """Render many folders at once, reporting each as it finishes."""
+        self.start(folders)
+        self.wait(progress)
+
+    def start(self, folders: list[Path]) -> None:
+        """Start rendering folders in the background (kustomize runs as separate processes,
+        in parallel); `load` and `wait` take the results."""
         todo = [f.resolve() for f in folders if kustomization_file(f) is not None]
-        if len(todo) < 2:
+        todo = [f for f in dict.fromkeys(todo) if f not in self._rendered and f not in
+                self._pending]
+        if not todo:
             return
         _ = self.renderer  # resolve the binary (or fail) once, before the threads start
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            futures = {pool.submit(self._render_folder, folder): folder for folder in todo}
-            for done, future in enumerate(as_completed(futures), start=1):
-                self._rendered[futures[future]] = future.result()
-                if progress:
-                    name = futures[future].relative_to(self.settings.repo_root).as_posix()
-                    progress(done, len(todo), f"rendered {name}")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+        self._pending.update({folder: self._pool.submit(self._render_folder, folder)
+                              for folder in todo})
+
+    def wait(self, progress: Progress | None = None) -> None:
+        """Take every started render, reporting each as it finishes."""
+        pending = {future: folder for folder, future in self._pending.items()}
+        for done, future in enumerate(as_completed(pending), start=1):
+            folder = pending[future]
+            self._take(folder)
+            if progress:
+                name = folder.relative_to(self.settings.repo_root).as_posix()
+                progress(done, len(pending), f"rendered {name}")
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _take(self, folder: Path) -> RenderedFolder:
+        """A folder's render: started earlier, or now."""
+        if folder in self._pending:
+            self._rendered[folder] = self._pending.pop(folder).result()
+        elif folder not in self._rendered:
+            self._rendered[folder] = self._render_folder(folder)
+        return self._rendered[folder]
 
     def load(self, target: Target, paths: list[Path] | None = None) -> Scope:
         """The scope of a target, or of user-given paths (which may lie in other trees)."""
@@ -199,9 +257,9 @@ class ScopeLoader:
             return
         visited.add(path)
         if kustomization_file(path) is not None:
-            if path not in self._rendered:
-                self._rendered[path] = self._render_folder(path)
-            rendered = self._rendered[path]
+            rendered = self._take(path)
+            if rendered.ok:
+                scope.rendered.append(path)
             resources = [Resource(r.doc, scope.name, r.layers) for r in rendered.resources]
             findings = [replace(f, target=scope.name) for f in rendered.findings]
             self._add(scope, resources, findings)
@@ -233,7 +291,7 @@ class ScopeLoader:
         cached = cache.get(folder) if cache else None
         if isinstance(cached, RenderedFolder):
             return cached
-        inputs = cache.inputs(folder) if cache else None  # digests taken before the render
+        inputs = cache.inputs(folder, self.closures) if cache else None  # before the render
         result = self._render_uncached(folder)
         if cache and not any(f.message.startswith(RENDER_TIMEOUT) for f in result.findings):
             cache.put(folder, inputs, result)
@@ -245,14 +303,16 @@ class ScopeLoader:
         check = preflight(folder, root, target, self.settings.allow_remote_bases)
         result = RenderedFolder(findings=list(check.findings))
         if check.blocked or check.is_component:
-            return result  # components only render inside a kustomization that uses them
+            result.ok = False  # components only render inside a kustomization that uses them
+            return result
         try:
             output, base_dir = self.renderer.render(folder, root)
         except RenderFailed as exc:
             kfile = kustomization_file(folder)
             rel = kfile.relative_to(root).as_posix() if kfile else target
-            result.findings.append(Finding("kustomize/render-failed", Severity.ERROR, str(exc),
+            result.findings.append(Finding(RENDER_FAILED, Severity.ERROR, str(exc),
                                            target, location=SourceLocation(rel, None)))
+            result.ok = False
             return result
         resources, findings = resources_from_render(output, base_dir, root, target,
                                                     check.patches, check.generated)
@@ -302,53 +362,109 @@ def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], st
                 yield ("spec", "sources", i, "path"), str(src["path"])
 
 
-def make_engine(settings: Settings) -> SchemaEngine:
+def make_engine(settings: Settings,
+                known: dict[Verdict, list[Problem]] | None = None) -> SchemaEngine:
+    """The schema engine of the settings; `known`: verdicts of documents by content, from
+    an earlier run with the same fingerprint (cache.py), for the in-process engine."""
     if settings.engine == "kubeconform":
         return KubeconformEngine(settings.schema_locations, settings.kubernetes_version,
                                  settings.missing_schema_is_error, str(settings.cache_dir))
     locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
                                 settings.repo_root, settings.cache_dir,
                                 settings.schema_fetch_timeout_seconds)
-    return JsonSchemaEngine(locations, settings.missing_schema_is_error)
+    return JsonSchemaEngine(locations, settings.missing_schema_is_error, known)
 
 
 def validate(targets: list[Target], settings: Settings, progress: Progress | None = None,
              paths: list[Path] | None = None) -> Report:
     """Run every stage over every target; the Report holds all findings, sorted, each defect
-    once (with every target it affects)."""
+    once (with every target it affects). Targets inside another are checked within it
+    (coverage.py)."""
     loader = ScopeLoader(settings)
-    report = Report(targets=len(targets))
-    checks = _check_cache(loader, settings) if paths is None else None
-    hits = {t.name: checks.get(t.name) for t in targets} if checks else {}
-    todo = [t for t in targets if hits.get(t.name) is None]
-    inputs = {t.name: checks.inputs(t.path) for t in todo} if checks else {}  # before renders
-    loader.prefetch([t.path for t in todo if t.kind != "paths"], progress)
-    found: list[Finding] = []
-    for hit in filter(None, hits.values()):  # nothing it reads changed since a run checked it
-        report.resources += hit.resources
-        found += hit.findings
-    scopes = [loader.load(target, paths) for target in todo]
-    verdicts = check_each_once(make_engine(settings), (r for s in scopes for r in s.resources))
-    for index, (target, scope) in enumerate(zip(todo, scopes, strict=True)):
-        if progress:
-            progress(index, len(todo), f"checking {target.name}")
-        report.resources += len(scope.resources)
-        schema = [replace(f, target=scope.name) for r in scope.resources
-                  for f in verdicts.get(id(r.doc), [])]
-        checked = [*scope.findings, *schema,
-                   *run_policies(scope, overrides=settings.severity_overrides)]
-        found += checked
-        if checks:
-            checks.put(target.name, inputs.get(target.name),
-                       CheckedTarget(checked, len(scope.resources), _missing_schemas(checked)))
+    closures = loader.closures
+    coverage = (plan_coverage(targets, settings.repo_root, closures) if paths is None
+                else Coverage(list(targets)))
+    checks = _check_cache(loader, settings, closures) if paths is None else None
+    run = _Run(loader, settings, checks, progress, paths)
+    run.check(coverage.checked, coverage.units)
+    alone = unconfirmed(targets, coverage, reached(run.rendered, closures))
+    run.check(alone, {})  # under a failed render, or not really synced
+    run.keep_verdicts()
     if progress:
-        progress(len(todo), len(todo), "")
+        progress(run.done, run.done, "")
+    report = Report(targets=len(targets), scopes=len(coverage.checked) + len(alone),
+                    resources=run.resources)
     kinds = {t.name: t.kind for t in targets}
+    found = innermost_render_failures(run.findings, settings.repo_root, closures)
     report.findings = _collapse_missing_schemas(merge_across_targets(found, kinds))
     return report
 
 
-def _check_cache(loader: ScopeLoader, settings: Settings) -> CheckCache | None:
+@dataclass
+class _Run:
+    """Checks targets as scopes, each from the check cache while nothing it reads changed."""
+
+    loader: ScopeLoader
+    settings: Settings
+    checks: CheckCache | None
+    progress: Progress | None
+    paths: list[Path] | None
+    findings: list[Finding] = field(default_factory=list)
+    rendered: set[Path] = field(default_factory=set)  # folders rendered without failure
+    resources: int = 0
+    done: int = 0
+    engine: SchemaEngine | None = None
+
+    def schema_engine(self) -> SchemaEngine:
+        """One engine per run, starting from the verdicts an earlier run kept."""
+        if self.engine is None:
+            cache = self.loader.cache
+            known = cache.get_named(SCHEMA_VERDICTS) if cache else None
+            self.engine = make_engine(self.settings, known if isinstance(known, dict) else None)
+        return self.engine
+
+    def keep_verdicts(self) -> None:
+        cache = self.loader.cache
+        if cache and isinstance(self.engine, JsonSchemaEngine):
+            cache.put_named(SCHEMA_VERDICTS, Inputs(), self.engine.verdicts_to_keep())
+
+    def check(self, targets: list[Target], units: dict[str, list[Path]]) -> None:
+        """Check each target's scope; `units` names the folders a scope renders whole."""
+        checks = self.checks
+        hits = {t.name: checks.get(t.name) for t in targets} if checks else {}
+        todo = [t for t in targets if hits.get(t.name) is None]
+        inputs = {t.name: checks.inputs(t.path) for t in todo} if checks else {}  # before renders
+        self.loader.start([folder for t in todo for folder in units.get(t.name, [t.path])])
+        engine = self.schema_engine()  # while kustomize runs
+        self.loader.wait(self.progress)
+        for hit in filter(None, hits.values()):  # nothing it reads changed since then
+            self.resources += hit.resources
+            self.findings += hit.findings
+            self.rendered |= {self.settings.repo_root / name for name in hit.rendered}
+        if not todo:
+            return
+        scopes = [self.loader.load(target, self.paths) for target in todo]
+        verdicts = check_each_once(engine,
+                                   (r for s in scopes for r in s.resources))
+        for target, scope in zip(todo, scopes, strict=True):
+            if self.progress:
+                self.progress(self.done, len(todo), f"checking {target.name}")
+            self.done += 1
+            self.resources += len(scope.resources)
+            self.rendered |= set(scope.rendered)
+            schema = [replace(f, target=scope.name) for r in scope.resources
+                      for f in verdicts.get(id(r.doc), [])]
+            checked = [*scope.findings, *schema,
+                       *run_policies(scope, overrides=self.settings.severity_overrides)]
+            self.findings += checked
+            if checks:
+                rendered = [os.path.relpath(f, self.settings.repo_root) for f in scope.rendered]
+                checks.put(target.name, inputs.get(target.name), CheckedTarget(
+                    checked, len(scope.resources), _missing_schemas(checked), rendered))
+
+
+def _check_cache(loader: ScopeLoader, settings: Settings,
+                 closures: dict[Path, Closure]) -> CheckCache | None:
     """Whole-target results (cache.py), valid while no input file changed."""
     renders = loader.cache
     if renders is None:
@@ -357,7 +473,7 @@ def _check_cache(loader: ScopeLoader, settings: Settings) -> CheckCache | None:
                                 settings.repo_root, settings.cache_dir,
                                 settings.schema_fetch_timeout_seconds)
     return CheckCache(renders, lambda api_version, kind: locations.find(
-        SchemaKey.of(api_version, kind)) is not None)
+        SchemaKey.of(api_version, kind)) is not None, closures)
 
 
 def _missing_schemas(findings: list[Finding]) -> list[tuple[str, str]]:

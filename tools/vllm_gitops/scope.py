@@ -24,6 +24,8 @@ class Scope:
     # id(resource) -> the Flux Kustomization / Argo CD Application in scope that syncs it
     # (see sync_parent); resources of the entry point itself have none.
     synced_by: dict[int, Resource] = field(default_factory=dict)
+    # The folders rendered whole into the scope, each rendered without failure (coverage.py).
+    rendered: list[Path] = field(default_factory=list)
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
         return (r for r in self.resources if r.kind in kinds)

@@ -31,5 +31,5 @@ def render(report: Report) -> str:
     s = report.summary()
     lines = [_line(f) for f in report.findings]
     lines.append(f"vllm-gitops: {s['errors']} errors, {s['warnings']} warnings in "
-                 f"{s['targets']} targets ({s['resources']} resources)")
+                 f"{s['targets']} targets ({report.checked_whole()}{s['resources']} resources)")
     return "\n".join(lines) + "\n"

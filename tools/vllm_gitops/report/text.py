@@ -52,6 +52,6 @@ def render(report: Report, color: bool = False, context: str = "") -> str:
     lines.append(
         f"{_paint(verdict, '31' if summary['errors'] else '32', color)}: "
         f"{summary['errors']} errors, {summary['warnings']} warnings in "
-        f"{summary['targets']} targets ({summary['resources']} resources)"
+        f"{summary['targets']} targets ({report.checked_whole()}{summary['resources']} resources)"
     )
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -16,9 +16,11 @@ from referencing.jsonschema import DRAFT202012
 
 from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.resources import Resource
-from vllm_gitops.schema.cel import CelEvaluator
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations, builtin_schema_dir
 from vllm_gitops.yamlsafe import FieldPath
+
+if TYPE_CHECKING:
+    from vllm_gitops.schema.cel import CelEvaluator
 
 MAX_ERRORS_PER_RESOURCE = 20
 _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
@@ -84,8 +86,10 @@ def missing_schema(resource: Resource, key: SchemaKey, locations: SchemaLocation
                    f"no schema found for {key}; not validated (tried: {locations.tried()})")
 
 
-# (rule, severity, path, message) of one object's problems: what the verdict cache holds.
+# (rule, severity, path, message) of one object's problems: what the verdict cache holds,
+# under (schema, sha256 of the document).
 Problem = tuple[str, Severity, FieldPath, str]
+Verdict = tuple[SchemaKey, str]
 
 
 class CelRules:
@@ -93,8 +97,18 @@ class CelRules:
     reported once per run (not once per object)."""
 
     def __init__(self) -> None:
-        self.evaluator = CelEvaluator()
+        self._evaluator: CelEvaluator | None = None
         self._reported: set[str] = set()
+
+    @property
+    def evaluator(self) -> CelEvaluator:
+        """Built on first use: building the CEL parser takes a noticeable part of a second,
+        and a run whose documents all have known verdicts needs none."""
+        if self._evaluator is None:
+            from vllm_gitops.schema.cel import CelEvaluator
+
+            self._evaluator = CelEvaluator()
+        return self._evaluator
 
     def problems(self, schema: dict[str, Any], doc: dict[str, Any]) -> list[Problem]:
         out: list[Problem] = []
@@ -117,12 +131,14 @@ class JsonSchemaEngine:
 
     name = "jsonschema"
 
-    def __init__(self, locations: SchemaLocations, missing_is_error: bool) -> None:
+    def __init__(self, locations: SchemaLocations, missing_is_error: bool,
+                 known: dict[Verdict, list[Problem]] | None = None) -> None:
         self.locations = locations
         self.missing_is_error = missing_is_error
         self._validators: dict[SchemaKey, Draft202012Validator] = {}
         self._registry: Registry[Any] | None = None
-        self._verdicts: dict[tuple[SchemaKey, str], list[Problem]] = {}
+        self._verdicts: dict[Verdict, list[Problem]] = dict(known or {})  # an earlier run's
+        self.used: set[Verdict] = set()
         self._schemas: dict[SchemaKey, dict[str, Any]] = {}  # non-built-in: carry CEL rules
         self.cel = CelRules()
 
@@ -134,20 +150,27 @@ class JsonSchemaEngine:
         if problem:
             return [problem]
         key = SchemaKey.of(resource.api_version, resource.kind)
-        validator = self._validator(key)
-        if validator is None:
-            return [missing_schema(resource, key, self.locations, self.missing_is_error)]
         digest = hashlib.sha256(json.dumps(resource.doc, sort_keys=True, default=str)
                                 .encode()).hexdigest()
         verdict = self._verdicts.get((key, digest))
         if verdict is None:
+            validator = self._validator(key)
+            if validator is None:
+                return [missing_schema(resource, key, self.locations, self.missing_is_error)]
             verdict = [("schema/invalid", Severity.ERROR, *_describe(e))
                        for e in _errors(validator, resource.doc)]
             if not verdict and key in self._schemas:  # CEL only on a structurally valid object
                 verdict = self.cel.problems(self._schemas[key], resource.doc)
             self._verdicts[(key, digest)] = verdict
+        self.used.add((key, digest))
         return [located(resource, rule, severity, message, path)
                 for rule, severity, path, message in verdict]
+
+    def verdicts_to_keep(self) -> dict[Verdict, list[Problem]]:
+        """What a later run may reuse: this run's verdicts (a CEL rule reported as
+        unevaluable is reported once per run, so such a verdict is not kept)."""
+        return {k: v for k, v in self._verdicts.items() if k in self.used
+                and not any(rule == "schema/cel-unevaluable" for rule, *_ in v)}
 
     def _validator(self, key: SchemaKey) -> Draft202012Validator | None:
         if key not in self._validators:

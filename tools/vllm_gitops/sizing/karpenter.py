@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm_gitops.sizing.hardware import InstanceType
+from vllm_gitops.sizing.memo import ValueMemo, value_key
 from vllm_gitops.sizing.quantity import GIB, MIB, parse_quantity
 
 Labels = dict[str, frozenset[str] | None]  # None: the label exists, value unknown (zone...)
@@ -511,9 +512,18 @@ def simulate_karpenter(
     they would land); eks_allowance: also count EKS_DAEMONSETS not in scope."""
     ordered = sorted(nodepools, key=lambda p: p.name, reverse=True)
     ordered.sort(key=lambda p: p.weight, reverse=True)  # stable: weight desc, then name desc
-    catalog = list(instances)
+    catalog = tuple(instances)
     daemons = tuple(daemonsets)
-    verdicts = [_evaluate_pool(p, pod, node_classes, catalog, daemon_requests or {}, daemons,
-                               eks_allowance) for p in ordered]
-    chosen = next((v.candidates[0] for v in verdicts if v.candidates), None)
-    return KarpenterChoice(chosen, tuple(verdicts))
+
+    def compute() -> KarpenterChoice:
+        verdicts = [_evaluate_pool(p, pod, node_classes, list(catalog), daemon_requests or {},
+                                   daemons, eks_allowance) for p in ordered]
+        chosen = next((v.candidates[0] for v in verdicts if v.candidates), None)
+        return KarpenterChoice(chosen, tuple(verdicts))
+
+    key = (value_key(pod, ordered, sorted(node_classes.items()), daemon_requests, daemons,
+                     eks_allowance), tuple(map(id, catalog)))
+    return _CHOICES.get(key, compute, keep_alive=catalog)
+
+
+_CHOICES = ValueMemo()

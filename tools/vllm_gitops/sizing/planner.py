@@ -28,6 +28,7 @@ from vllm_gitops.sizing.karpenter import (
     NodePool,
     simulate_karpenter,
 )
+from vllm_gitops.sizing.memo import ValueMemo, value_key
 from vllm_gitops.sizing.memory import (
     Failure,
     MemoryPlan,
@@ -169,6 +170,17 @@ def plan(
     the --max-num-seqs / --max-num-batched-tokens that let them (`result.concurrency`)."""
     if instance is not None and gpus_available is None:
         gpus_available = instance.gpus
+    key = value_key(model, gpu, engine_args, version, instance, gpus_available, storage, traffic)
+    return _PLANS.get(key, lambda: _plan(model, gpu, engine_args, version, instance,
+                                         gpus_available, storage, traffic))
+
+
+_PLANS = ValueMemo()  # the same server is planned in every scope that holds it
+
+
+def _plan(model: ModelSpec, gpu: Gpu, engine_args: EngineArgs, version: VllmVersion,
+          instance: InstanceType | None, gpus_available: int | None, storage: Storage | None,
+          traffic: RequestShape | None) -> PlanResult:
     memory = evaluate(model, gpu, engine_args, version, gpus_available)
     result = PlanResult(model=model, gpu=gpu, memory=memory, instance=instance)
     if memory.stages:

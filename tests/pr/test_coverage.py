@@ -1,0 +1,88 @@
+"""Each kustomization is rendered once: a target inside another is checked within it
+(coverage.py), a failure is reported by the innermost kustomization that fails."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from pr_support import edit_re, verdict
+
+from support import Run
+from vllm_gitops.changes import Closure
+from vllm_gitops.coverage import plan
+from vllm_gitops.pipeline import Target
+
+MODEL = "overlays/dev/apps/models/qwen3"
+CLUSTERS = {f"clusters/{env}/{tool}" for env in ("dev", "staging", "prod")
+            for tool in ("flux", "argocd")}
+
+
+def rendered(log: Path) -> Counter[str]:
+    """Repo-relative folders the counting kustomize rendered, with how often."""
+    return Counter(line.split("/repo/")[-1] for line in log.read_text().split())
+
+
+def test_a_whole_run_renders_each_folder_once(validate_repo: Callable[..., Run],
+                                              counting_kustomize: tuple[Path, Path]) -> None:
+    _, log = counting_kustomize
+    result = verdict(validate_repo())
+    counts = rendered(log)
+    assert set(counts.values()) == {1}, counts
+    # What Flux and Argo CD sync, plus the one base no environment includes (all its
+    # NodePools); never a model, a base or an overlay on its own.
+    assert set(counts) == CLUSTERS | {f"overlays/{env}/{half}" for env in (
+        "dev", "staging", "prod") for half in ("apps", "infrastructure")} | {"base/karpenter"}
+    assert result["summary"]["targets"] == 31 and result["summary"]["scopes"] == 7
+
+
+def test_a_defect_in_a_model_is_one_finding_in_the_clusters_that_run_it(
+        validate_repo: Callable[..., Run], repo: Path) -> None:
+    edit_re(repo / MODEL / "model.yaml", r"--tensor-parallel-size=\d+",
+            "--tensor-parallel-size=3")
+    result = verdict(validate_repo())
+    found = [f for f in result["findings"] if f["rule"] == "parallelism/divisibility"]
+    assert len(found) == 1, found
+    assert found[0]["file"] == f"{MODEL}/model.yaml"
+    assert set(found[0]["targets"]) == {"clusters/dev/flux", "clusters/dev/argocd"}
+
+
+def test_a_broken_model_is_reported_at_its_own_kustomization(
+        validate_repo: Callable[..., Run], repo: Path) -> None:
+    """kustomize fails on the model, so on apps and everything that includes it: one finding,
+    at the model, from rendering the covered targets under the failed render on their own."""
+    edit_re(repo / MODEL / "model.yaml", r"(?m)^(  name: \S+)$", r"\1-typo")
+    result = verdict(validate_repo())
+    failed = [f for f in result["findings"] if f["rule"] == "kustomize/render-failed"]
+    assert [f["file"] for f in failed] == [f"{MODEL}/kustomization.yaml"], failed
+    assert result["summary"]["errors"] >= 1
+
+
+def test_kustomizations_that_include_each_other_are_both_checked(tmp_path: Path) -> None:
+    """A cycle covers nothing for sure: the plan checks the first, the other is covered only
+    until the render fails (then both are reported, neither hides the other)."""
+    for name, other in (("a", "b"), ("b", "a")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "kustomization.yaml").write_text(f"resources: [../{other}]\n")
+    targets = [Target(tmp_path / n, n, "overlay") for n in ("a", "b")]
+    coverage = plan(targets, tmp_path, {})
+    assert [t.name for t in coverage.checked] == ["a"] and coverage.covered == {"b": "a"}
+
+
+def test_an_aggregation_is_covered_by_what_covers_its_parts(tmp_path: Path) -> None:
+    for name in ("infra", "apps"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "kustomization.yaml").write_text("resources: [../infra, ../apps]\n")
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "kustomization.yaml").write_text(
+        "resources: [../infra, ../apps]\nnamespace: x\n")  # not a pure aggregation
+    targets = [Target(tmp_path / n, n, "cluster" if n == "cluster" else "overlay")
+               for n in ("apps", "cluster", "env", "infra")]
+    memo: dict[Path, Closure] = {}
+    coverage = plan(targets, tmp_path, memo)
+    assert [t.name for t in coverage.checked] == ["cluster"]
+    assert coverage.covered == {"apps": "cluster", "env": "cluster", "infra": "cluster"}
+    assert coverage.parts["env"] == [tmp_path / "infra", tmp_path / "apps"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from pr_support import calls, edit_re, verdict
 
 from support import REPO_ROOT, TIMEOUT_SECONDS, Run
-from vllm_gitops.cache import CheckCache, Inputs, RenderCache
+from vllm_gitops.cache import KEPT_VERSIONS, CheckCache, Inputs, RenderCache
 from vllm_gitops.findings import Severity
 from vllm_gitops.resources import Resource
 from vllm_gitops.schema.engine import JsonSchemaEngine
@@ -97,6 +97,9 @@ def test_entry_is_refused_when_an_input_changes(tmp_path: Path) -> None:
     assert fresh().get(folder) == {"rendered": 1}
     (folder / "a.yaml").write_text("a: 2\n")
     assert fresh().get(folder) is None
+    (folder / "a.yaml").write_text("a: 1\n")  # back to the first version: its entry stays
+    assert fresh().get(folder) == {"rendered": 1}
+    (folder / "a.yaml").write_text("a: 2\n")
     cache = fresh()
     cache.put(folder, cache.inputs(folder), {"rendered": 2})
     (folder / "kustomization.yml").write_text("resources: []\n")  # a second name appears
@@ -115,12 +118,32 @@ def test_check_entries_wait_for_missing_schemas(tmp_path: Path) -> None:
     (folder / "kustomization.yaml").write_text("resources: []\n")
     renders = RenderCache(tmp_path / "cache", tmp_path, "fp")
     entry = CheckedTarget([], 0, [("example.org/v1", "Widget")])
-    CheckCache(renders, lambda *_: False).put("k", CheckCache(renders, lambda *_: False)
-                                              .inputs(folder), entry)
+    inputs = CheckCache(renders, lambda *_: False).inputs(folder)
+    CheckCache(renders, lambda *_: False).put("k", inputs, entry)
     assert CheckCache(RenderCache(tmp_path / "cache", tmp_path, "fp"),
-                      lambda *_: False).get("k") == entry
+                      lambda *_: False).get("k", inputs) == entry
     assert CheckCache(RenderCache(tmp_path / "cache", tmp_path, "fp"),
-                      lambda *_: True).get("k") is None
+                      lambda *_: True).get("k", inputs) is None
+
+
+def test_each_folder_keeps_its_newest_versions(tmp_path: Path) -> None:
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text("resources: [a.yaml]\n")
+
+    def fresh() -> RenderCache:  # one per run: a run hashes each file once
+        return RenderCache(tmp_path / "cache", tmp_path, "fingerprint")
+
+    for version in range(KEPT_VERSIONS + 3):
+        (folder / "a.yaml").write_text(f"a: {version}\n")
+        cache = fresh()
+        cache.put(folder, cache.inputs(folder), version)
+    assert len(list((tmp_path / "cache").rglob("*.pickle"))) == KEPT_VERSIONS
+    assert fresh().get(folder) == KEPT_VERSIONS + 2  # the newest
+    (folder / "a.yaml").write_text("a: 3\n")
+    assert fresh().get(folder) == 3  # still kept
+    (folder / "a.yaml").write_text("a: 0\n")
+    assert fresh().get(folder) is None  # the oldest went
 
 
 def test_schema_verdicts_are_reused_by_content(tmp_path: Path) -> None:
@@ -137,5 +160,7 @@ def test_schema_verdicts_are_reused_by_content(tmp_path: Path) -> None:
     planted = {key: [("schema/invalid", Severity.ERROR, ("data",), "planted")] for key in kept}
     later = JsonSchemaEngine(locations, True, planted)
     assert [f.message for f in later.validate([Resource(dict(doc), "t")])[0]] == ["planted"]
+    assert later.fresh == 0  # nothing new: the run has nothing to store
     changed = {**doc, "data": {"k": 1}}
     assert [f.rule for f in later.validate([Resource(changed, "t")])[0]] == ["schema/invalid"]
+    assert later.fresh == 1 and len(later.verdicts_to_keep()) == 2  # the known one stays

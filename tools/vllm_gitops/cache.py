@@ -1,16 +1,17 @@
 """On-disk cache: a run where nothing changed renders nothing and checks nothing again.
 
 Two kinds of entries. A *render* holds one kustomization's render (resources with their source
-map, the findings of pre-flight and render), keyed by its folder (repo-relative: worktrees of
+map, the findings of pre-flight and render), under its folder (repo-relative: worktrees of
 other revisions share entries). A *check* holds one target's findings (render, schema,
-policies), keyed by the target. Both keys include a fingerprint of everything else the result
-depends on: this package's code (rules included), the kustomize binary, the settings, the model
-catalog and local schema folders. An entry records the digest of every input file, taken
-before the work ran (the whole closure, see `changes.py`: missing files included) and is used
-only while every one of them is unchanged, so an edit, a new or a deleted file is never served
-a stale result. A check whose verdict depended on a schema that could not be found offline is
-used only while that schema still cannot be found. A third kind holds the schema verdict of
-each document by its content, so an unchanged object is not checked against its schema again.
+policies), under the target. Each is keyed by a fingerprint of everything else the result
+depends on (this package's code, rules included, the kustomize binary, the settings, the model
+catalog and local schema folders) and by the digest of every input file, taken before the work
+ran (the whole closure, see `changes.py`: missing files included): an edit, a new or a deleted
+file is never served a stale result, and the last KEPT_VERSIONS versions of each stay (going
+back to a branch, or `tools/diff`'s base revision, renders nothing again). A check whose verdict
+depended on a schema that could not be found offline is used only while that schema still
+cannot be found. A third kind holds the schema verdict of each document by its content, so an
+unchanged object is not checked against its schema again.
 
 Entries are written atomically (temporary file, then rename): a reader sees a whole entry or
 none, two runs at once at worst both render, and a corrupt or foreign entry is ignored and
@@ -37,6 +38,7 @@ ENV_MODEL_CATALOG = "VLLM_GITOPS_MODEL_CATALOG"
 FORMAT = 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 MISSING = "missing"
+KEPT_VERSIONS = 8  # per folder or target: a branch switch or a diff's base revision hits
 # The schema verdicts of documents by content (schema/engine.py), valid for one fingerprint.
 SCHEMA_VERDICTS = "schema-verdicts"
 
@@ -121,34 +123,37 @@ class RenderCache:
         return Inputs(files={self._rel(p): self._file_digest(p) for p in closure.files},
                       trees={self._rel(p): self._tree_digest(p) for p in closure.trees})
 
-    def _still_valid(self, inputs: Inputs) -> bool:
-        root = self.repo_root
-        return (all(self._file_digest(Path(os.path.normpath(root / rel))) == digest
-                    for rel, digest in inputs.files.items())
-                and all(self._tree_digest(Path(os.path.normpath(root / rel))) == digest
-                        for rel, digest in inputs.trees.items()))
-
     # -------------------------------------------------------------- entries
 
-    def _entry_path(self, name: str) -> tuple[str, Path]:
-        key = _sha256(f"{FORMAT}\0{self.fingerprint}\0{name}".encode())
-        return key, self.directory / key[:2] / f"{key}.pickle"
+    def _entry_path(self, name: str, inputs: Inputs) -> tuple[str, Path]:
+        """One folder per name, one file per version of its inputs."""
+        named = _sha256(f"{FORMAT}\0{self.fingerprint}\0{name}".encode())
+        version = _sha256(repr((sorted(inputs.files.items()), sorted(inputs.trees.items())))
+                          .encode())
+        return _sha256(f"{named}\0{version}".encode()), self.directory / named / f"{version}.pickle"
 
-    def get(self, folder: Path) -> Any | None:
-        """The cached render of `folder` if every input is unchanged, else None."""
-        return self.get_named(f"render:{self._rel(folder)}")
+    def get(self, folder: Path, inputs: Inputs | None = None) -> Any | None:
+        """The cached render of `folder` made from exactly these inputs (default: its
+        files as they are now), else None."""
+        if inputs is None:
+            inputs = self.inputs(folder)
+        return self.get_named(f"render:{self._rel(folder)}", inputs)
 
     def put(self, folder: Path, inputs: Inputs | None, value: Any) -> None:
         """Store a render (best effort: a cache that cannot be written is no error)."""
         self.put_named(f"render:{self._rel(folder)}", inputs, value)
 
-    def get_named(self, name: str) -> Any | None:
-        key, path = self._entry_path(name)
+    def get_named(self, name: str, inputs: Inputs | None) -> Any | None:
+        """The value stored under `name` for these inputs; None when there is none, or the
+        entry is corrupt or foreign."""
+        if inputs is None:
+            self.misses += 1
+            return None
+        key, path = self._entry_path(name, inputs)
         try:
             entry = pickle.loads(path.read_bytes())
             valid = (isinstance(entry, dict) and entry.get("key") == key
-                     and isinstance(entry.get("inputs"), Inputs)
-                     and self._still_valid(entry["inputs"]))
+                     and entry.get("inputs") == inputs)
         except Exception:
             valid = False
         if not valid:
@@ -160,7 +165,7 @@ class RenderCache:
     def put_named(self, name: str, inputs: Inputs | None, value: Any) -> None:
         if inputs is None:
             return
-        key, path = self._entry_path(name)
+        key, path = self._entry_path(name, inputs)
         try:
             data = pickle.dumps({"key": key, "inputs": inputs, "value": value},
                                 protocol=pickle.HIGHEST_PROTOCOL)
@@ -174,8 +179,22 @@ class RenderCache:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            _keep_newest(path.parent, KEPT_VERSIONS)
         except (OSError, pickle.PicklingError, RecursionError):
             return
+
+
+def _keep_newest(folder: Path, count: int) -> None:
+    """Delete all but the `count` most recently written versions (another run may delete
+    the same files at once: a reader then misses, which is always safe)."""
+    versions = []
+    for path in folder.glob("*.pickle"):
+        try:
+            versions.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue
+    for _, path in sorted(versions, reverse=True)[count:]:
+        path.unlink(missing_ok=True)
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -260,8 +279,8 @@ class CheckCache:
         return self.renders.inputs_of(scope_closure(target_path, self.renders.repo_root,
                                                     self._closures))
 
-    def get(self, name: str) -> CheckedTarget | None:
-        entry = self.renders.get_named(f"check:{name}")
+    def get(self, name: str, inputs: Inputs | None) -> CheckedTarget | None:
+        entry = self.renders.get_named(f"check:{name}", inputs)
         if not isinstance(entry, CheckedTarget):
             return None
         for key in entry.missing_schemas:  # offline then, maybe online now

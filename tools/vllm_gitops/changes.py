@@ -170,11 +170,24 @@ def synced_paths(closure: Closure) -> Iterator[str]:
     """Paths named by Flux Kustomizations / Argo CD Applications in a closure's documents,
     inline patches included (a patch may change a sync path)."""
     for path in sorted(closure.files):
-        if path.suffix not in YAML_SUFFIXES and path.name != "Kustomization":
-            continue
-        for data in _documents(path):
-            yield from gitops_paths(data)
-            yield from _inline_patch_paths(data)
+        if path.suffix in YAML_SUFFIXES or path.name == "Kustomization":
+            yield from _synced_in_file(path)
+
+
+_SYNCED_IN_FILE: dict[tuple[Path, int, int], tuple[str, ...]] = {}
+
+
+def _synced_in_file(path: Path) -> tuple[str, ...]:
+    """synced_paths of one file, read once while it is unchanged (many closures share it)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return ()
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _SYNCED_IN_FILE:
+        _SYNCED_IN_FILE[key] = tuple(found for data in _documents(path) for found in (
+            *gitops_paths(data), *_inline_patch_paths(data)))
+    return _SYNCED_IN_FILE[key]
 
 
 def gitops_paths(data: dict[str, Any]) -> Iterator[str]:
@@ -263,7 +276,7 @@ class Selection:
 
 
 def select_targets(target_folders: dict[str, Path], settings: Settings,
-                   changed: set[Path]) -> Selection:
+                   changed: set[Path], memo: dict[Path, Closure] | None = None) -> Selection:
     """Names of the targets whose scope reads a changed file (all of them on a global change)."""
     root = settings.repo_root
     rel = sorted(path.relative_to(root).as_posix() for path in changed
@@ -272,7 +285,7 @@ def select_targets(target_folders: dict[str, Path], settings: Settings,
         if name.startswith(GLOBAL_PREFIXES) or _in_local_schema_location(root / name, settings):
             return Selection(frozenset(target_folders), True,
                              f"{name} changed: every target is re-checked")
-    memo: dict[Path, Closure] = {}
+    memo = {} if memo is None else memo
     chosen = frozenset(name for name, folder in target_folders.items()
                        if scope_closure(folder, root, memo).touches(changed))
     return Selection(chosen, False, f"{len(rel)} changed file(s) affect {len(chosen)} of "
@@ -300,10 +313,10 @@ class _Target(Protocol):
 T = TypeVar("T", bound=_Target)
 
 
-def targets_changed_since(targets: list[T], settings: Settings, ref: str) -> tuple[
-        list[T], Selection]:
+def targets_changed_since(targets: list[T], settings: Settings, ref: str,
+                          memo: dict[Path, Closure] | None = None) -> tuple[list[T], Selection]:
     """The targets (of those given) that the difference between REF and the working tree
-    can affect, and why."""
+    can affect, and why. `memo` keeps the kustomization closures for the rest of the run."""
     changed = changed_files(settings.repo_root, ref)
-    selection = select_targets({t.name: t.path for t in targets}, settings, changed)
+    selection = select_targets({t.name: t.path for t in targets}, settings, changed, memo)
     return [t for t in targets if t.name in selection.names], selection

@@ -147,14 +147,15 @@ class ScopeLoader:
     `prefetch` renders many folders in parallel: kustomize runs as separate processes.
     """
 
-    def __init__(self, settings: Settings, use_cache: bool = True) -> None:
+    def __init__(self, settings: Settings, use_cache: bool = True,
+                 closures: dict[Path, Closure] | None = None) -> None:
         self.settings = settings
         self._renderer: Renderer | None = None
         self._rendered: dict[Path, RenderedFolder] = {}
         self._pending: dict[Path, Future[RenderedFolder]] = {}
         self._pool: ThreadPoolExecutor | None = None
         # kustomization closures (changes.py) of this run, shared by the cache and coverage
-        self.closures: dict[Path, Closure] = {}
+        self.closures: dict[Path, Closure] = {} if closures is None else closures
         self._use_cache = use_cache
         self._cache: RenderCache | None = None
 
@@ -288,10 +289,10 @@ class ScopeLoader:
     def _render_folder(self, folder: Path) -> RenderedFolder:
         """A render from the cache while none of its input files changed, else kustomize."""
         cache = self.cache
-        cached = cache.get(folder) if cache else None
+        inputs = cache.inputs(folder, self.closures) if cache else None  # before the render
+        cached = cache.get(folder, inputs) if cache else None
         if isinstance(cached, RenderedFolder):
             return cached
-        inputs = cache.inputs(folder, self.closures) if cache else None  # before the render
         result = self._render_uncached(folder)
         if cache and not any(f.message.startswith(RENDER_TIMEOUT) for f in result.findings):
             cache.put(folder, inputs, result)
@@ -376,11 +377,12 @@ def make_engine(settings: Settings,
 
 
 def validate(targets: list[Target], settings: Settings, progress: Progress | None = None,
-             paths: list[Path] | None = None) -> Report:
+             paths: list[Path] | None = None,
+             closures: dict[Path, Closure] | None = None) -> Report:
     """Run every stage over every target; the Report holds all findings, sorted, each defect
     once (with every target it affects). Targets inside another are checked within it
-    (coverage.py)."""
-    loader = ScopeLoader(settings)
+    (coverage.py). `closures`: kustomization closures already walked in this run."""
+    loader = ScopeLoader(settings, closures=closures)
     closures = loader.closures
     coverage = (plan_coverage(targets, settings.repo_root, closures) if paths is None
                 else Coverage(list(targets)))
@@ -419,30 +421,31 @@ class _Run:
         """One engine per run, starting from the verdicts an earlier run kept."""
         if self.engine is None:
             cache = self.loader.cache
-            known = cache.get_named(SCHEMA_VERDICTS) if cache else None
+            known = cache.get_named(SCHEMA_VERDICTS, Inputs()) if cache else None
             self.engine = make_engine(self.settings, known if isinstance(known, dict) else None)
         return self.engine
 
     def keep_verdicts(self) -> None:
+        """Store the verdicts for later runs, when this run reached new ones."""
         cache = self.loader.cache
-        if cache and isinstance(self.engine, JsonSchemaEngine):
+        if cache and isinstance(self.engine, JsonSchemaEngine) and self.engine.fresh:
             cache.put_named(SCHEMA_VERDICTS, Inputs(), self.engine.verdicts_to_keep())
 
     def check(self, targets: list[Target], units: dict[str, list[Path]]) -> None:
         """Check each target's scope; `units` names the folders a scope renders whole."""
         checks = self.checks
-        hits = {t.name: checks.get(t.name) for t in targets} if checks else {}
+        inputs = {t.name: checks.inputs(t.path) for t in targets} if checks else {}
+        hits = {t.name: checks.get(t.name, inputs[t.name]) for t in targets} if checks else {}
         todo = [t for t in targets if hits.get(t.name) is None]
-        inputs = {t.name: checks.inputs(t.path) for t in todo} if checks else {}  # before renders
-        self.loader.start([folder for t in todo for folder in units.get(t.name, [t.path])])
-        engine = self.schema_engine()  # while kustomize runs
-        self.loader.wait(self.progress)
         for hit in filter(None, hits.values()):  # nothing it reads changed since then
             self.resources += hit.resources
             self.findings += hit.findings
             self.rendered |= {self.settings.repo_root / name for name in hit.rendered}
         if not todo:
             return
+        self.loader.start([folder for t in todo for folder in units.get(t.name, [t.path])])
+        engine = self.schema_engine()  # while kustomize runs
+        self.loader.wait(self.progress)
         scopes = [self.loader.load(target, self.paths) for target in todo]
         verdicts = check_each_once(engine,
                                    (r for s in scopes for r in s.resources))

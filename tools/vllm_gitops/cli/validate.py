@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from vllm_gitops.changes import targets_changed_since
+from vllm_gitops.changes import Closure, targets_changed_since
 from vllm_gitops.cli.common import guarded, new_app, write_output
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
@@ -92,10 +92,12 @@ def main(
         settings = _settings(repo, kubernetes_version, schema_location, engine,
                              missing_schema_is_error, allow_remote_bases)
         targets, given = _targets(settings, paths)
+        closures: dict[Path, Closure] = {}  # walked once, by the selection and the run
         if changed_since is not None:
-            targets = _changed_targets(targets, given, settings, changed_since)
+            targets = _changed_targets(targets, given, settings, changed_since, closures)
         show_progress = sys.stderr.isatty() and len(targets) > 3 and output_format is Format.text
-        report = validate(targets, settings, _progress(show_progress), given)  # type: ignore[arg-type]
+        report = validate(targets, settings, _progress(show_progress), given,  # type: ignore[arg-type]
+                          closures)
         use_color = sys.stdout.isatty() and output is None if color is None else color
         context = _versions(settings) if output_format is Format.text else ""
         options = RenderOptions(color=use_color, tool_version="0.1.0", context=context)
@@ -106,12 +108,12 @@ def main(
 
 
 def _changed_targets(targets: list[Target], given: list[Path] | None, settings: Settings,
-                     ref: str) -> list[Target]:
+                     ref: str, closures: dict[Path, Closure]) -> list[Target]:
     """`--changed-since REF`: the targets the change can affect (changes.py); why, on stderr."""
     if given:
         raise ToolError("--changed-since selects among the repository's targets; "
                         "give no PATH with it")
-    chosen, selection = targets_changed_since(targets, settings, ref)
+    chosen, selection = targets_changed_since(targets, settings, ref, closures)
     typer.echo(f"--changed-since {ref}: {selection.reason}", err=True)
     return chosen
 

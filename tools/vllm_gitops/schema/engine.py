@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vllm_gitops.schema.cel import CelEvaluator
 
 MAX_ERRORS_PER_RESOURCE = 20
+MAX_KEPT_VERDICTS = 50_000  # about 10 MB on disk: the documents of a few hundred models
 _DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 
 
@@ -137,8 +138,9 @@ class JsonSchemaEngine:
         self.missing_is_error = missing_is_error
         self._validators: dict[SchemaKey, Draft202012Validator] = {}
         self._registry: Registry[Any] | None = None
-        self._verdicts: dict[Verdict, list[Problem]] = dict(known or {})  # an earlier run's
+        self._verdicts: dict[Verdict, list[Problem]] = dict(known or {})  # earlier runs'
         self.used: set[Verdict] = set()
+        self.fresh = 0  # verdicts reached in this run
         self._schemas: dict[SchemaKey, dict[str, Any]] = {}  # non-built-in: carry CEL rules
         self.cel = CelRules()
 
@@ -162,15 +164,19 @@ class JsonSchemaEngine:
             if not verdict and key in self._schemas:  # CEL only on a structurally valid object
                 verdict = self.cel.problems(self._schemas[key], resource.doc)
             self._verdicts[(key, digest)] = verdict
+            self.fresh += 1
         self.used.add((key, digest))
         return [located(resource, rule, severity, message, path)
                 for rule, severity, path, message in verdict]
 
     def verdicts_to_keep(self) -> dict[Verdict, list[Problem]]:
-        """What a later run may reuse: this run's verdicts (a CEL rule reported as
-        unevaluable is reported once per run, so such a verdict is not kept)."""
-        return {k: v for k, v in self._verdicts.items() if k in self.used
-                and not any(rule == "schema/cel-unevaluable" for rule, *_ in v)}
+        """What a later run may reuse: the known verdicts and this run's, only this run's
+        once they are too many (a CEL rule reported as unevaluable is reported once per run,
+        so such a verdict is not kept)."""
+        kept = self._verdicts if len(self._verdicts) <= MAX_KEPT_VERDICTS else {
+            k: v for k, v in self._verdicts.items() if k in self.used}
+        return {k: v for k, v in kept.items()
+                if not any(rule == "schema/cel-unevaluable" for rule, *_ in v)}
 
     def _validator(self, key: SchemaKey) -> Draft202012Validator | None:
         if key not in self._validators:

@@ -26,15 +26,32 @@ class Scope:
     synced_by: dict[int, Resource] = field(default_factory=dict)
     # The folders rendered whole into the scope, each rendered without failure (coverage.py).
     rendered: list[Path] = field(default_factory=list)
+    _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=-1, repr=False, compare=False)
 
     def of_kind(self, *kinds: str) -> Iterator[Resource]:
-        return (r for r in self.resources if r.kind in kinds)
+        """The scope's objects of these kinds, in scope order."""
+        index = self._kind_index()
+        if len(kinds) == 1:
+            return iter(index.get(kinds[0], ()))
+        wanted = {id(r) for kind in kinds for r in index.get(kind, ())}
+        return (r for r in self.resources if id(r) in wanted)
 
     def holds_any(self, *kinds: str) -> bool:
         """Whether the scope has any object of these kinds: a reference check (X names a Y
         that must exist) runs only where Y could live, so a partial target (one base, the
         apps of an overlay without its infrastructure) raises no false alarm."""
-        return any(r.kind in kinds for r in self.resources)
+        index = self._kind_index()
+        return any(kind in index for kind in kinds)
+
+    def _kind_index(self) -> dict[str, list[Resource]]:
+        """Objects by kind; rebuilt when the scope grew (while it is being loaded)."""
+        if self._indexed != len(self.resources):
+            self._by_kind = {}
+            for resource in self.resources:
+                self._by_kind.setdefault(resource.kind, []).append(resource)
+            self._indexed = len(self.resources)
+        return self._by_kind
 
     def sync_parent(self, resource: Resource) -> Resource | None:
         """The Flux Kustomization or Argo CD Application in scope that applies `resource`."""

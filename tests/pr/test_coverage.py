@@ -86,3 +86,29 @@ def test_an_aggregation_is_covered_by_what_covers_its_parts(tmp_path: Path) -> N
     assert [t.name for t in coverage.checked] == ["cluster"]
     assert coverage.covered == {"apps": "cluster", "env": "cluster", "infra": "cluster"}
     assert coverage.parts["env"] == [tmp_path / "infra", tmp_path / "apps"]
+
+
+def test_a_folder_the_sources_suggest_but_nothing_syncs_is_checked_alone(
+        validate: Callable[..., Run], scratch_repo: Path) -> None:
+    """The plan reads sync paths from the sources generously (a JSON patch value that looks
+    like a path counts); after rendering, a folder no scope really rendered is checked alone."""
+    cluster = scratch_repo / "clusters" / "c"
+    cluster.mkdir(parents=True)
+    (cluster / "kustomization.yaml").write_text(
+        "kind: Kustomization\nresources: [cm.yaml]\n"
+        "patches:\n"
+        "  - target: {kind: ConfigMap}\n"
+        "    patch: '[{\"op\": \"add\", \"path\": \"/data/where\", \"value\": \"overlays/x\"}]'\n")
+    (cluster / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: b\n")
+    overlay = scratch_repo / "overlays" / "x"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (overlay / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndatta:\n  a: b\n")
+    targets = [Target(cluster, "clusters/c", "cluster"), Target(overlay, "overlays/x", "overlay")]
+    assert plan(targets, scratch_repo, {}).covered == {"overlays/x": "clusters/c"}  # planned
+    result = verdict(validate("-f", "json", cwd=scratch_repo))
+    typo = [f for f in result["findings"] if f["rule"] == "schema/invalid"]
+    assert [(f["file"], f["targets"]) for f in typo] == [("overlays/x/cm.yaml", ["overlays/x"])]
+    assert result["summary"]["targets"] == 2 and result["summary"]["scopes"] == 2

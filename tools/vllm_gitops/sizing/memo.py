@@ -1,7 +1,7 @@
 """Answers of the pure sizing functions, kept for the rest of the process.
 
-The policies ask the same question of the same vLLM server in every scope that holds it (a
-cluster entry point and the overlay it syncs), so `plan` and `simulate_karpenter` remember
+The policies ask the same question of the same vLLM server in every scope that holds it (the
+Flux and the Argo CD entry point of one environment), so `plan` and `simulate_karpenter` remember
 their answers by the value of their arguments. Their inputs are frozen dataclasses, dicts,
 tuples and numbers, whose `repr` spells out every field: equal reprs mean equal inputs.
 Objects that are shared rather than compared (the instance catalog, loaded once per process)

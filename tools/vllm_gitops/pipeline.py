@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vllm_gitops.cache import (
     SCHEMA_VERDICTS,
@@ -33,20 +34,17 @@ from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Finding, Severity, SourceLocation, sort_key
 from vllm_gitops.kustomization import YAML_SUFFIXES, kustomization_file, preflight
 from vllm_gitops.load import resources_from_file, resources_from_render, source_documents
-from vllm_gitops.policies.registry import run_policies
 from vllm_gitops.render import RENDER_TIMEOUT, Renderer, RenderFailed, find_renderer
 from vllm_gitops.resources import Resource, SourceLayer
-from vllm_gitops.schema.engine import (
-    JsonSchemaEngine,
-    Problem,
-    SchemaEngine,
-    Verdict,
-    check_each_once,
-)
-from vllm_gitops.schema.kubeconform import KubeconformEngine
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations
 from vllm_gitops.scope import Scope
 from vllm_gitops.settings import Settings
+
+# The policies (with the sizing engine) and the schema engine (with jsonschema) take a third of a
+# second to import: they are imported when first needed, which is after the renders started,
+# so the import runs while kustomize does, and a run served from the cache never imports them.
+if TYPE_CHECKING:
+    from vllm_gitops.schema.engine import Problem, SchemaEngine, Verdict
 
 Progress = Callable[[int, int, str], None]
 
@@ -367,6 +365,9 @@ def make_engine(settings: Settings,
                 known: dict[Verdict, list[Problem]] | None = None) -> SchemaEngine:
     """The schema engine of the settings; `known`: verdicts of documents by content, from
     an earlier run with the same fingerprint (cache.py), for the in-process engine."""
+    from vllm_gitops.schema.engine import JsonSchemaEngine
+    from vllm_gitops.schema.kubeconform import KubeconformEngine
+
     if settings.engine == "kubeconform":
         return KubeconformEngine(settings.schema_locations, settings.kubernetes_version,
                                  settings.missing_schema_is_error, str(settings.cache_dir))
@@ -427,6 +428,10 @@ class _Run:
 
     def keep_verdicts(self) -> None:
         """Store the verdicts for later runs, when this run reached new ones."""
+        if self.engine is None:
+            return  # nothing was checked
+        from vllm_gitops.schema.engine import JsonSchemaEngine
+
         cache = self.loader.cache
         if cache and isinstance(self.engine, JsonSchemaEngine) and self.engine.fresh:
             cache.put_named(SCHEMA_VERDICTS, Inputs(), self.engine.verdicts_to_keep())
@@ -445,6 +450,9 @@ class _Run:
             return
         self.loader.start([folder for t in todo for folder in units.get(t.name, [t.path])])
         engine = self.schema_engine()  # while kustomize runs
+        from vllm_gitops.policies.registry import run_policies
+        from vllm_gitops.schema.engine import check_each_once
+
         self.loader.wait(self.progress)
         scopes = [self.loader.load(target, self.paths) for target in todo]
         verdicts = check_each_once(engine,

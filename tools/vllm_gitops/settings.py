@@ -129,6 +129,8 @@ def _apply_config_file(settings: Settings, path: Path) -> Settings:
 
 def _severity_overrides(raw: dict[Any, Any], lines: dict[Any, int]) -> dict[str, str]:
     """`severityOverrides: {rule id: error|warning|info|off}`, every id a registered rule."""
+    if not raw:
+        return {}  # the rules are not loaded for nothing (see pipeline.py)
     from vllm_gitops.policies.registry import RULES, _load_builtin_rules
 
     _load_builtin_rules()

@@ -17,7 +17,7 @@ from vllm_gitops.cli.common import guarded, new_app, write_output
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
 from vllm_gitops.render import find_renderer, renderer_version
-from vllm_gitops.report import FORMATS, RenderOptions, catalogue
+from vllm_gitops.report import FORMATS, RenderOptions
 from vllm_gitops.settings import Settings, find_repo_root, load_settings
 
 app = new_app()
@@ -119,6 +119,8 @@ def _changed_targets(targets: list[Target], given: list[Path] | None, settings: 
 
 
 def _catalogue(output_format: Format, settings: Settings) -> str:
+    from vllm_gitops.report import catalogue  # loads every rule (see pipeline.py)
+
     if output_format is Format.json:
         return catalogue.render_json(settings.severity_overrides)
     if output_format is Format.markdown:

@@ -9,13 +9,15 @@ from urllib.parse import quote
 
 from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.pipeline import Report
-from vllm_gitops.policies.registry import RULES
 
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 def _rule_descriptor(rule_id: str) -> dict[str, Any]:
+    from vllm_gitops.policies.registry import RULES, _load_builtin_rules  # see pipeline.py
+
+    _load_builtin_rules()  # a run served from the cache has not loaded them
     descriptor: dict[str, Any] = {"id": rule_id}
     rule = RULES.get(rule_id)
     if rule:

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from support import REPO_ROOT, Run, run_tool
+from vllm_gitops.findings import Finding, SourceLocation
+from vllm_gitops.pipeline import _once_per_message
 from vllm_gitops.schema.cel import CelEvaluator, _called_functions, escape, rules_of_schema
 from vllm_gitops.schema.engine import CelRules
 
@@ -175,7 +177,7 @@ def test_a_missing_field_the_rule_reads_is_an_error_like_the_api_server() -> Non
     assert "no such member" in message or "no such key" in message
 
 
-def test_an_unknown_function_is_reported_once_per_rule_as_unevaluable() -> None:
+def test_an_unknown_function_is_unevaluable_in_each_verdict_and_reported_once() -> None:
     schema = obj({"spec": obj({"u": STRING}, [
         {"rule": "url(self.u).getHost() == 'x'", "message": "host"}])})
     cel = CelRules()
@@ -185,7 +187,10 @@ def test_an_unknown_function_is_reported_once_per_rule_as_unevaluable() -> None:
     [(rule, severity, path, message)] = first
     assert (rule, severity.value, path) == ("schema/cel-unevaluable", "warning", ("spec",))
     assert "getHost, url" in message and "url(self.u).getHost()" in message
-    assert second == []
+    assert second == first  # each object's verdict says so: verdicts are kept per object
+    found = [Finding(rule, severity, message, "t", location=SourceLocation(f"{n}.yaml", 1))
+             for n in ("a", "b")]
+    assert _once_per_message(found, "schema/cel-unevaluable") == found[:1]  # the report
 
 
 @pytest.mark.parametrize(("rule", "value", "holds"), [

@@ -20,10 +20,10 @@ rewritten. Set VLLM_GITOPS_NO_CACHE=1 to bypass the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.changes import Closure, kustomization_closure, scope_closure
+from vllm_gitops.errors import ToolError
+from vllm_gitops.fileio import write_atomic
 from vllm_gitops.settings import Settings
 
 ENV_NO_CACHE = "VLLM_GITOPS_NO_CACHE"
@@ -47,6 +49,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@functools.cache  # the package does not change while it runs
 def code_fingerprint() -> str:
     """This package's version and source: a new rule or a parser fix invalidates renders."""
     digest = hashlib.sha256()
@@ -86,8 +89,6 @@ class RenderCache:
         self.repo_root = repo_root.resolve()
         self.fingerprint = fingerprint
         self._digests: dict[Path, str] = {}  # per run: a file is hashed once
-        self.hits = 0
-        self.misses = 0
 
     # -------------------------------------------------------------- digests
 
@@ -147,7 +148,6 @@ class RenderCache:
         """The value stored under `name` for these inputs; None when there is none, or the
         entry is corrupt or foreign."""
         if inputs is None:
-            self.misses += 1
             return None
         key, path = self._entry_path(name, inputs)
         try:
@@ -156,11 +156,7 @@ class RenderCache:
                      and entry.get("inputs") == inputs)
         except Exception:
             valid = False
-        if not valid:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return entry["value"]
+        return entry["value"] if valid else None
 
     def put_named(self, name: str, inputs: Inputs | None, value: Any) -> None:
         if inputs is None:
@@ -169,18 +165,10 @@ class RenderCache:
         try:
             data = pickle.dumps({"key": key, "inputs": inputs, "value": value},
                                 protocol=pickle.HIGHEST_PROTOCOL)
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.parent.mkdir(exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".entry-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(path, data)
             _keep_newest(path.parent, KEPT_VERSIONS)
-        except (OSError, pickle.PicklingError, RecursionError):
+        except (OSError, ToolError, pickle.PicklingError, RecursionError):
             return
 
 
@@ -229,8 +217,7 @@ def settings_fingerprint(settings: Settings) -> str:
     worktree of another revision (`tools/diff`) shares the entries of identical files."""
     root = settings.repo_root.resolve()
     fields = {k: v for k, v in vars(settings).items() if k not in ("cache_dir", "repo_root")}
-    local = [Path(loc) for loc in settings.schema_locations
-             if "://" not in loc and "{{" not in loc and loc != "default"]
+    local = settings.local_schema_folders()
     catalogs = [settings.repo_root / "catalog",
                 *(Path(p) for p in os.environ.get(ENV_MODEL_CATALOG, "").split(os.pathsep) if p)]
 

@@ -186,14 +186,28 @@ def _synced_in_file(path: Path) -> tuple[str, ...]:
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _SYNCED_IN_FILE:
         _SYNCED_IN_FILE[key] = tuple(found for data in _documents(path) for found in (
-            *gitops_paths(data), *_inline_patch_paths(data)))
+            *_document_sync_paths(data), *_inline_patch_paths(data)))
     return _SYNCED_IN_FILE[key]
 
 
-def gitops_paths(data: dict[str, Any]) -> Iterator[str]:
-    from vllm_gitops.pipeline import gitops_paths as paths_of  # no import cycle at load time
+def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(field path, repo path) of what a Flux Kustomization or Argo CD Application syncs."""
+    if resource.kind == "Kustomization" and resource.api_version.startswith(
+            "kustomize.toolkit.fluxcd.io/"):
+        path = resource.get("spec", "path")
+        if resource.get("spec", "sourceRef", "kind") == "GitRepository":
+            yield ("spec", "path"), str(path or ".")
+    elif resource.kind == "Application" and resource.api_version.startswith("argoproj.io/"):
+        source = resource.get("spec", "source")
+        if isinstance(source, dict) and "path" in source and "chart" not in source:
+            yield ("spec", "source", "path"), str(source["path"])
+        for i, src in enumerate(resource.get("spec", "sources", default=[]) or []):
+            if isinstance(src, dict) and "path" in src and "chart" not in src:
+                yield ("spec", "sources", i, "path"), str(src["path"])
 
-    yield from (path for _, path in paths_of(Resource(data, "")))
+
+def _document_sync_paths(data: dict[str, Any]) -> Iterator[str]:
+    yield from (path for _, path in gitops_paths(Resource(data, "")))
 
 
 def _documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -217,7 +231,7 @@ def _inline_patch_paths(data: dict[str, Any]) -> Iterator[str]:
             continue
         for doc in docs:
             if isinstance(doc.data, dict):
-                yield from gitops_paths(doc.data)
+                yield from _document_sync_paths(doc.data)
             elif isinstance(doc.data, list):  # JSON 6902: any string value may be a path
                 yield from (str(op["value"]) for op in doc.data if isinstance(op, dict)
                             and isinstance(op.get("value"), str) and "/" in op["value"])
@@ -293,13 +307,8 @@ def select_targets(target_folders: dict[str, Path], settings: Settings,
 
 
 def _in_local_schema_location(path: Path, settings: Settings) -> bool:
-    for location in settings.schema_locations:
-        if "://" in location or location == "default" or "{{" in location:
-            continue
-        folder = Path(location)
-        if folder == path or folder in path.parents:
-            return True
-    return False
+    return any(folder == path or folder in path.parents
+               for folder in settings.local_schema_folders())
 
 
 class _Target(Protocol):

@@ -139,7 +139,6 @@ def _folders(units: Iterable[Path], memo: dict[Path, Closure]) -> set[Path]:
     for folder in (Path(os.path.normpath(unit)) for unit in units):
         if kustomization_file(folder) is None:
             continue  # a plain folder of YAML includes no kustomization
-        if folder not in memo:
-            memo[folder] = kustomization_closure(folder, memo)
-        found |= memo[folder].folders
+        found |= (memo[folder] if folder in memo
+                  else kustomization_closure(folder, memo)).folders
     return found

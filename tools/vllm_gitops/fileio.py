@@ -20,6 +20,8 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, target)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C included: no temporary file stays behind
         Path(tmp).unlink(missing_ok=True)
-        raise ToolError(f"cannot write {path}: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise ToolError(f"cannot write {path}: {exc.strerror}") from None
+        raise

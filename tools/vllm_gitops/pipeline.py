@@ -7,7 +7,7 @@ for a cluster entry point that is everything Flux or Argo CD would sync from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from vllm_gitops.cache import (
     RenderCache,
     render_cache,
 )
-from vllm_gitops.changes import Closure
+from vllm_gitops.changes import Closure, gitops_paths
 from vllm_gitops.coverage import (
     RENDER_FAILED,
     Coverage,
@@ -34,11 +34,11 @@ from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Finding, Severity, SourceLocation, sort_key
 from vllm_gitops.kustomization import YAML_SUFFIXES, kustomization_file, preflight
 from vllm_gitops.load import resources_from_file, resources_from_render, source_documents
-from vllm_gitops.render import RENDER_TIMEOUT, Renderer, RenderFailed, find_renderer
+from vllm_gitops.render import Renderer, RenderFailed, find_renderer
 from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.schema.locations import SchemaKey, SchemaLocations
 from vllm_gitops.scope import Scope
-from vllm_gitops.settings import Settings
+from vllm_gitops.settings import Settings, find_repo_root
 
 # The policies (with the sizing engine) and the schema engine (with jsonschema) take a third of a
 # second to import: they are imported when first needed, which is after the renders started,
@@ -115,8 +115,6 @@ def display_path(path: Path) -> str:
 def confinement_root(path: Path, repo_root: Path) -> Path:
     """The tree a user-given path's references must stay in: this repository, or the
     repository (or, failing that, the folder) the path lives in."""
-    from vllm_gitops.settings import find_repo_root
-
     resolved = path.resolve()
     if resolved == repo_root or repo_root in resolved.parents:
         return repo_root
@@ -136,6 +134,7 @@ class RenderedFolder:
     resources: list[Resource] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     ok: bool = True  # kustomize rendered it (pre-flight did not block it, it did not fail)
+    cacheable: bool = True  # False after a transient failure (a timeout)
 
 
 class ScopeLoader:
@@ -292,7 +291,7 @@ class ScopeLoader:
         if isinstance(cached, RenderedFolder):
             return cached
         result = self._render_uncached(folder)
-        if cache and not any(f.message.startswith(RENDER_TIMEOUT) for f in result.findings):
+        if cache and result.cacheable:
             cache.put(folder, inputs, result)
         return result
 
@@ -311,7 +310,7 @@ class ScopeLoader:
             rel = kfile.relative_to(root).as_posix() if kfile else target
             result.findings.append(Finding(RENDER_FAILED, Severity.ERROR, str(exc),
                                            target, location=SourceLocation(rel, None)))
-            result.ok = False
+            result.ok, result.cacheable = False, not exc.transient
             return result
         resources, findings = resources_from_render(output, base_dir, root, target,
                                                     check.patches, check.generated)
@@ -345,22 +344,6 @@ class ScopeLoader:
                     scope.synced_by[id(synced)] = resource
 
 
-def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """(field path, repo path) of what a Flux Kustomization or Argo CD Application syncs."""
-    if resource.kind == "Kustomization" and resource.api_version.startswith(
-            "kustomize.toolkit.fluxcd.io/"):
-        path = resource.get("spec", "path")
-        if resource.get("spec", "sourceRef", "kind") == "GitRepository":
-            yield ("spec", "path"), str(path or ".")
-    elif resource.kind == "Application" and resource.api_version.startswith("argoproj.io/"):
-        source = resource.get("spec", "source")
-        if isinstance(source, dict) and "path" in source and "chart" not in source:
-            yield ("spec", "source", "path"), str(source["path"])
-        for i, src in enumerate(resource.get("spec", "sources", default=[]) or []):
-            if isinstance(src, dict) and "path" in src and "chart" not in src:
-                yield ("spec", "sources", i, "path"), str(src["path"])
-
-
 def make_engine(settings: Settings,
                 known: dict[Verdict, list[Problem]] | None = None) -> SchemaEngine:
     """The schema engine of the settings; `known`: verdicts of documents by content, from
@@ -371,10 +354,14 @@ def make_engine(settings: Settings,
     if settings.engine == "kubeconform":
         return KubeconformEngine(settings.schema_locations, settings.kubernetes_version,
                                  settings.missing_schema_is_error, str(settings.cache_dir))
-    locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
-                                settings.repo_root, settings.cache_dir,
-                                settings.schema_fetch_timeout_seconds)
-    return JsonSchemaEngine(locations, settings.missing_schema_is_error, known)
+    return JsonSchemaEngine(schema_locations(settings), settings.missing_schema_is_error, known)
+
+
+def schema_locations(settings: Settings) -> SchemaLocations:
+    """Where the settings say schemas are (schema/locations.py)."""
+    return SchemaLocations(settings.schema_locations, settings.kubernetes_version,
+                           settings.repo_root, settings.cache_dir,
+                           settings.schema_fetch_timeout_seconds)
 
 
 def validate(targets: list[Target], settings: Settings, progress: Progress | None = None,
@@ -399,7 +386,8 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
                     resources=run.resources)
     kinds = {t.name: t.kind for t in targets}
     found = innermost_render_failures(run.findings, settings.repo_root, closures)
-    report.findings = _collapse_missing_schemas(merge_across_targets(found, kinds))
+    report.findings = _once_per_message(_collapse_missing_schemas(
+        merge_across_targets(found, kinds)), "schema/cel-unevaluable")
     return report
 
 
@@ -480,9 +468,7 @@ def _check_cache(loader: ScopeLoader, settings: Settings,
     renders = loader.cache
     if renders is None:
         return None
-    locations = SchemaLocations(settings.schema_locations, settings.kubernetes_version,
-                                settings.repo_root, settings.cache_dir,
-                                settings.schema_fetch_timeout_seconds)
+    locations = schema_locations(settings)
     return CheckCache(renders, lambda api_version, kind: locations.find(
         SchemaKey.of(api_version, kind)) is not None, closures)
 
@@ -513,6 +499,20 @@ def merge_across_targets(findings: list[Finding], kinds: dict[str, str]) -> list
         shown = next((f for f in group if first in f.affected), group[0])
         merged.append(replace(shown, target=first, targets=tuple(targets)))
     return sorted(merged, key=sort_key)
+
+
+def _once_per_message(findings: list[Finding], rule: str) -> list[Finding]:
+    """A rule's findings with the same message are one problem (a CEL rule this tool cannot
+    evaluate, met in many objects): keep the first."""
+    seen: set[str] = set()
+    kept = []
+    for finding in findings:
+        if finding.rule == rule:
+            if finding.message in seen:
+                continue
+            seen.add(finding.message)
+        kept.append(finding)
+    return kept
 
 
 def _collapse_missing_schemas(findings: list[Finding]) -> list[Finding]:

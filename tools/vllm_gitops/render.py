@@ -19,7 +19,6 @@ from pathlib import Path
 from vllm_gitops.errors import ToolError
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
-RENDER_TIMEOUT = "kustomize did not finish in"  # a transient failure: never cached
 # kustomize spends a quarter of its CPU time collecting garbage at Go's default GOGC=100; at
 # 400 it uses about 140 MB for 40 models (https://pkg.go.dev/runtime#hdr-Environment_Variables).
 # A GOGC the user sets wins.
@@ -36,7 +35,12 @@ buildMetadata: [originAnnotations, transformerAnnotations]
 
 
 class RenderFailed(Exception):
-    """kustomize ran and refused the target; the message is kustomize's, made readable."""
+    """kustomize ran and refused the target; the message is kustomize's, made readable.
+    `transient`: it did not finish in time, so another run may succeed (never cached)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class Renderer:
                 stdin=subprocess.DEVNULL, env=env, check=False,
             )
         except subprocess.TimeoutExpired:
-            raise RenderFailed(
-                f"{RENDER_TIMEOUT} {self.timeout_seconds:.0f} s") from None
+            raise RenderFailed(f"kustomize did not finish in {self.timeout_seconds:.0f} s",
+                               transient=True) from None
         except OSError as exc:
             raise ToolError(f"cannot run {self.command[0]}: {exc.strerror}") from None
         if done.returncode != 0:

@@ -47,6 +47,16 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def local_schema_folders(self) -> list[Path]:
+        """The schema locations that are folders on disk."""
+        return [Path(location) for location in self.schema_locations
+                if is_local_location(location)]
+
+
+def is_local_location(location: str) -> bool:
+    """A schema location naming a folder (not "default", a URL or a path template)."""
+    return location != "default" and "://" not in location and "{{" not in location
+
 
 def find_repo_root(start: Path) -> Path:
     """The nearest folder above `start` holding vllm-gitops.yaml (or a .git), else `start`."""

@@ -61,6 +61,51 @@ def pod_labels(resource: Resource) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
+def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector against labels: every matchLabels pair equal and every
+    matchExpressions requirement met; an empty selector matches everything. A malformed
+    selector or expression, or an unknown operator, matches nothing.
+    https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#resources-that-support-set-based-requirements"""
+    if not isinstance(selector, dict):
+        return False
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(match_labels, dict) or not isinstance(expressions, list):
+        return False
+    return (all(labels.get(str(k)) == str(v) for k, v in match_labels.items())
+            and all(_requirement_met(e, labels) for e in expressions))
+
+
+def _requirement_met(expression: Any, labels: dict[str, str]) -> bool:
+    if not isinstance(expression, dict) or expression.get("key") is None:
+        return False
+    values = expression.get("values") or []
+    if not isinstance(values, list):
+        return False
+    key, operator = str(expression["key"]), expression.get("operator")
+    present = key in labels
+    if operator in ("In", "NotIn"):
+        inside = present and labels[key] in {str(v) for v in values}
+        return inside if operator == "In" else not inside
+    if operator in ("Exists", "DoesNotExist"):
+        return present if operator == "Exists" else not present
+    return False
+
+
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+
+
+def do_not_disrupt(resource: Resource) -> bool:
+    """The pod template (a Pod's own metadata) carries karpenter.sh/do-not-disrupt: "true",
+    exactly the value Karpenter honours.
+    https://karpenter.sh/docs/concepts/disruption/#pod-level-controls"""
+    spec_path = pod_spec_path(resource)
+    if spec_path is None:
+        return False
+    annotations = resource.get(*spec_path[:-1], "metadata", "annotations")
+    return isinstance(annotations, dict) and annotations.get(DO_NOT_DISRUPT) == "true"
+
+
 def selected_workloads(scope: Scope, service: Resource) -> Iterator[Resource]:
     """Workloads in the Service's namespace whose pod labels match its selector (computed
     once per Service and scope: rules ask it for every workload, O(n^3) otherwise)."""
@@ -68,7 +113,7 @@ def selected_workloads(scope: Scope, service: Resource) -> Iterator[Resource]:
         return service, list(_selected_workloads(scope, service))
 
     key = ("selected_workloads", id(service))
-    kept, found = _memo(scope, key, compute)
+    kept, found = per_scope(scope, key, compute)
     if kept is not service:  # a short-lived Resource whose id was reused
         kept, found = compute()
     return iter(found)
@@ -93,7 +138,8 @@ def is_gateway_workload(resource: Resource) -> bool:
 
 
 def gateway_workloads(scope: Scope) -> list[Resource]:
-    return [r for r in scope.resources if is_gateway_workload(r)]
+    return list(per_scope(scope, "gateway_workloads", lambda: [
+        r for r in scope.resources if is_gateway_workload(r)]))
 
 
 def is_gateway_service(scope: Scope, service: Resource) -> bool:
@@ -170,16 +216,16 @@ def quantity(value: Any) -> float | None:
 # ---------------------------------------------------------------- per-scope memo
 
 
-_MEMO: dict[int, tuple[weakref.ref[Scope], int, dict[Any, Any]]] = {}
+_PER_SCOPE: dict[int, tuple[weakref.ref[Scope], int, dict[Any, Any]]] = {}
 
 
-def _memo(scope: Scope, key: Any, compute: Callable[[], T]) -> T:
+def per_scope(scope: Scope, key: Any, compute: Callable[[], T]) -> T:
     """compute() once per (scope, key); forgotten with the Scope, redone if it grew."""
-    entry = _MEMO.get(id(scope))
+    entry = _PER_SCOPE.get(id(scope))
     if entry is None or entry[0]() is not scope or entry[1] != len(scope.resources):
         entry = (weakref.ref(scope), len(scope.resources), {})
-        _MEMO[id(scope)] = entry
-        weakref.finalize(scope, _MEMO.pop, id(scope), None)
+        _PER_SCOPE[id(scope)] = entry
+        weakref.finalize(scope, _PER_SCOPE.pop, id(scope), None)
     cache = entry[2]
     if key not in cache:
         cache[key] = compute()
@@ -200,7 +246,7 @@ def vllm_servers(scope: Scope) -> list[VllmWorkload]:
         except ToolError:
             return []
 
-    return _memo(scope, "vllm", compute)
+    return per_scope(scope, "vllm", compute)
 
 
 def pod_scheduling(resource: Resource) -> PodScheduling | None:
@@ -270,12 +316,12 @@ def is_ec2_nodepool(resource: Resource) -> bool:
 
 
 def karpenter_nodepools(scope: Scope) -> list[NodePool]:
-    return _memo(scope, "nodepools", lambda: [
+    return per_scope(scope, "nodepools", lambda: [
         NodePool.from_doc(r.doc) for r in scope.of_kind("NodePool") if is_ec2_nodepool(r)])
 
 
 def node_classes(scope: Scope) -> dict[str, NodeClass]:
-    return _memo(scope, "nodeclasses", lambda: {
+    return per_scope(scope, "nodeclasses", lambda: {
         nc.name: nc for nc in (NodeClass.from_doc(r.doc) for r in scope.of_kind("EC2NodeClass"))})
 
 
@@ -311,7 +357,7 @@ def landing(scope: Scope, resource: Resource, strict: bool = False) -> Karpenter
         return simulate_karpenter(scheduling, pools, classes, instance_catalog().values(),
                                   daemonsets=scope_daemonsets(scope))
 
-    return _memo(scope, ("landing", id(resource), strict), compute)
+    return per_scope(scope, ("landing", id(resource), strict), compute)
 
 
 @dataclass(frozen=True)
@@ -435,7 +481,7 @@ def memory_plan(scope: Scope, server: VllmWorkload, any_gpu: bool = False,
             return None  # flags vLLM would reject outright: the parallelism rules say so
         return result, hardware
 
-    return _memo(scope, ("memory", id(server), any_gpu), compute)
+    return per_scope(scope, ("memory", id(server), any_gpu), compute)
 
 
 def startup_plan(scope: Scope, server: VllmWorkload) -> WorkloadPlan | None:
@@ -456,7 +502,7 @@ def startup_plan(scope: Scope, server: VllmWorkload) -> WorkloadPlan | None:
             return None  # flags vLLM would reject outright: the parallelism rules say so
         return planned if planned.result is not None and planned.result.startup else None
 
-    return _memo(scope, ("startup", id(server)), compute)
+    return per_scope(scope, ("startup", id(server)), compute)
 
 
 def _plan_without_hardware(server: VllmWorkload) -> WorkloadPlan | None:

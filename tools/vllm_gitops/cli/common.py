@@ -53,3 +53,10 @@ def write_output(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
     else:
         write_atomic(output, text)
+
+
+def repo_root(repo: Path | None) -> Path:
+    """`--repo` when given, else the repository the current folder is in."""
+    from vllm_gitops.settings import find_repo_root
+
+    return repo.resolve() if repo else find_repo_root(Path.cwd())

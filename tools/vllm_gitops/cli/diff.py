@@ -13,12 +13,11 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.changes import git, resolve_ref
-from vllm_gitops.cli.common import guarded, new_app, write_output
+from vllm_gitops.cli.common import guarded, new_app, repo_root, write_output
 from vllm_gitops.diff import DiffReport, diff_clusters, render_clusters
 from vllm_gitops.diff.formats import FORMATS
 from vllm_gitops.diff.worktree import revision_checkout, terminate_as_interrupt
 from vllm_gitops.errors import EXIT_OK, ToolError
-from vllm_gitops.settings import find_repo_root
 
 app = new_app()
 
@@ -46,7 +45,7 @@ def main(
     pods it restarts, and the hourly cost before and after."""
 
     def body() -> int:
-        root = repo.resolve() if repo else find_repo_root(Path.cwd())
+        root = repo_root(repo)
         with terminate_as_interrupt(), ExitStack() as stack:
             base_root = stack.enter_context(revision_checkout(root, base))
             head_root = stack.enter_context(revision_checkout(root, head)) if head else root

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vllm_gitops.cli.common import guarded, new_app
+from vllm_gitops.cli.common import guarded, new_app, repo_root
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.fileio import write_atomic
 from vllm_gitops.schema.cel import rules_of_schema
@@ -31,7 +31,6 @@ from vllm_gitops.schema.lock import (
     sha256_of,
     write_lock,
 )
-from vllm_gitops.settings import find_repo_root
 from vllm_gitops.yamlsafe import read_text
 
 CATALOG_URL = ("https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
@@ -45,7 +44,7 @@ RepoOption = Annotated[Path | None, typer.Option(
 
 
 def _folder(repo: Path | None) -> Path:
-    root = repo.resolve() if repo else find_repo_root(Path.cwd())
+    root = repo_root(repo)
     folder = root / SCHEMA_DIR
     if not folder.is_dir():
         raise ToolError(f"no {SCHEMA_DIR}/ folder in {root}")

@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.changes import Closure, targets_changed_since
-from vllm_gitops.cli.common import guarded, new_app, write_output
+from vllm_gitops.cli.common import guarded, new_app, repo_root, write_output
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK, ToolError
 from vllm_gitops.pipeline import Target, discover_targets, targets_from_paths, validate
 from vllm_gitops.render import find_renderer, renderer_version
 from vllm_gitops.report import FORMATS, RenderOptions
-from vllm_gitops.settings import Settings, find_repo_root, load_settings
+from vllm_gitops.settings import Settings, is_local_location, load_settings
 
 app = new_app()
 
@@ -83,7 +83,7 @@ def main(
 
     def body() -> int:
         if list_rules:
-            root = repo.resolve() if repo else find_repo_root(Path.cwd())
+            root = repo_root(repo)
             write_output(_catalogue(output_format, load_settings(root)), output)
             return EXIT_OK
         if output_format is Format.markdown:
@@ -131,9 +131,10 @@ def _catalogue(output_format: Format, settings: Settings) -> str:
 def _settings(repo: Path | None, kubernetes_version: str | None, locations: list[str] | None,
               engine: Engine | None, missing_is_error: bool | None,
               allow_remote: bool | None) -> Settings:
-    root = repo.resolve() if repo else find_repo_root(Path.cwd())
+    root = repo_root(repo)
     settings = load_settings(root)
-    extra = tuple(str(Path(loc).resolve()) if _is_local(loc) else loc for loc in locations or ())
+    extra = tuple(str(Path(loc).resolve()) if is_local_location(loc) else loc
+                  for loc in locations or ())
     return settings.with_overrides(
         kubernetes_version=kubernetes_version,
         schema_locations=(*extra, *settings.schema_locations) if extra else None,
@@ -152,10 +153,6 @@ def _versions(settings: Settings) -> str:
         kustomize = "no kustomize"
     return (f"checked with {kustomize}, Kubernetes {settings.kubernetes_version} schemas, "
             f"{settings.engine} engine")
-
-
-def _is_local(location: str) -> bool:
-    return location != "default" and "://" not in location and "{{" not in location
 
 
 def _targets(settings: Settings, paths: list[Path] | None) -> tuple[list[Target],

@@ -14,16 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vllm_gitops.changes import kustomization_closure, synced_paths
-from vllm_gitops.diff.compare import ClusterChanges, compare, describe
-from vllm_gitops.diff.cost import (
-    ClusterCost,
-    ModelChange,
-    cluster_cost,
-    model_changes,
-    serving_keys,
-)
-from vllm_gitops.diff.hazards import KINDS, RESTART, Hazard
+from vllm_gitops.changes import Closure, scope_units
+from vllm_gitops.diff.compare import ClusterChanges, compare
+from vllm_gitops.diff.cost import ClusterCost, ModelChange, cluster_cost, model_changes
+from vllm_gitops.diff.hazards import KINDS, RESTART, Hazard, describe
 from vllm_gitops.findings import Severity
 from vllm_gitops.pipeline import ScopeLoader, discover_targets
 from vllm_gitops.scope import Scope
@@ -93,9 +87,9 @@ def render_clusters(root: Path) -> dict[str, Scope]:
     settings = load_settings(root)
     targets = [t for t in discover_targets(settings)  # entry points: clusters/<env>/<tool>
                if t.kind == "cluster" and len(Path(t.name).parts) == 3]
-    folders = {t.path for t in targets}
-    for target in targets:  # what they sync renders in the same parallel batch
-        folders |= {(root / p).resolve() for p in synced_paths(kustomization_closure(target.path))}
+    memo: dict[Path, Closure] = {}  # closures shared between the targets
+    # What they sync (transitively) renders in the same parallel batch.
+    folders = {unit for t in targets for unit in scope_units(t.path, root, memo)}
     loader = ScopeLoader(settings)
     loader.prefetch(sorted(f for f in folders if f.is_dir()))
     return {t.name: loader.load(t) for t in targets}
@@ -113,7 +107,7 @@ def diff_clusters(base: dict[str, Scope], head: dict[str, Scope]) -> list[Cluste
                                    render_errors={k: v for k, v in errors.items() if v}))
             continue
         before, after = cluster_cost(old), cluster_cost(new)
-        changes = compare(old, new, serving_keys(old) | serving_keys(new))
+        changes = compare(old, new, before.servers.keys() | after.servers.keys())
         changes.hazards = [_with_restart_time(h, after) for h in changes.hazards]
         out.append(ClusterDiff(
             name, status, changes, before.hourly() if old else None,

@@ -8,11 +8,14 @@ from typing import Any
 
 import yaml
 
-from vllm_gitops.diff.hazards import Hazard, hazards_of_change, hazards_of_removals
-from vllm_gitops.resources import POD_TEMPLATE_KINDS
+from vllm_gitops.diff.hazards import (
+    Hazard,
+    Key,
+    describe,
+    hazards_of_change,
+    hazards_of_removals,
+)
 from vllm_gitops.scope import Scope
-
-Key = tuple[str, str, str, str]  # API group, kind, namespace, name
 
 
 def resource_key(doc: dict[str, Any]) -> Key:
@@ -22,11 +25,6 @@ def resource_key(doc: dict[str, Any]) -> Key:
     meta = meta if isinstance(meta, dict) else {}
     return (group, str(doc.get("kind", "")), str(meta.get("namespace") or ""),
             str(meta.get("name", "")))
-
-
-def describe(key: Key) -> str:
-    _group, kind, namespace, name = key
-    return f"{kind} {namespace + '/' if namespace else ''}{name}"
 
 
 @dataclass
@@ -89,7 +87,3 @@ def _dump(doc: dict[str, Any] | None) -> str:
         return ""
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100,
                           allow_unicode=True)
-
-
-def has_pod_template(kind: str) -> bool:
-    return kind in POD_TEMPLATE_KINDS

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_gitops.diff.compare import Key, resource_key
+from vllm_gitops.diff.compare import resource_key
+from vllm_gitops.diff.hazards import Key
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.planner import WorkloadPlan, plan_workload
 from vllm_gitops.topology import vllm_servers
@@ -42,10 +43,6 @@ class ClusterCost:
             low += price * server.facts["replicas"]
             high += price * server.facts["max_replicas"]
         return round(low, 2), round(high, 2)
-
-
-def serving_keys(scope: Scope | None) -> set[Key]:
-    return {resource_key(w.resource.doc) for w in vllm_servers(scope)} if scope else set()
 
 
 def cluster_cost(scope: Scope | None) -> ClusterCost:

@@ -17,6 +17,8 @@ from typing import Any
 
 from vllm_gitops.sizing.quantity import parse_quantity
 
+Key = tuple[str, str, str, str]  # API group, kind, namespace, name
+
 # Hazard kinds, most serious first.
 REFUSED = "refused"  # the apply fails: Flux / Argo CD stop syncing the cluster
 DATA_LOSS = "data-loss"  # a volume (or everything in a namespace) is deleted or orphaned
@@ -46,7 +48,8 @@ class Hazard:
         return {"kind": self.kind, "resource": self.resource, "message": self.message}
 
 
-def _title(key: tuple[str, str, str, str]) -> str:
+def describe(key: Key) -> str:
+    """E.g. "StatefulSet inference/vllm-qwen3"."""
     _group, kind, namespace, name = key
     return f"{kind} {namespace + '/' if namespace else ''}{name}"
 
@@ -60,9 +63,9 @@ def _get(doc: dict[str, Any], *path: str) -> Any:
     return node
 
 
-def hazards_of_change(key: tuple[str, str, str, str], old: dict[str, Any],
-                      new: dict[str, Any], serving: bool) -> list[Hazard]:
-    kind, title = key[1], _title(key)
+def hazards_of_change(key: Key, old: dict[str, Any], new: dict[str, Any],
+                      serving: bool) -> list[Hazard]:
+    kind, title = key[1], describe(key)
     found: list[Hazard] = []
     if kind in _SELECTOR_KINDS and _get(old, "spec", "selector") != _get(new, "spec", "selector"):
         found.append(Hazard(REFUSED, title, (
@@ -153,12 +156,12 @@ def _ip(value: Any) -> str:
     return "None (headless)" if value == "None" else str(value)
 
 
-def hazards_of_removals(removed: dict[tuple[str, str, str, str], dict[str, Any]],
-                        added: dict[tuple[str, str, str, str], dict[str, Any]]) -> list[Hazard]:
+def hazards_of_removals(removed: dict[Key, dict[str, Any]],
+                        added: dict[Key, dict[str, Any]]) -> list[Hazard]:
     """Deleted volumes, namespaces, and StatefulSet renames that orphan their volumes."""
     found = []
     for key, doc in removed.items():
-        kind, title = key[1], _title(key)
+        kind, title = key[1], describe(key)
         if kind == "PersistentVolumeClaim":
             found.append(Hazard(DATA_LOSS, title, (
                 "the claim is removed: with pruning on, GitOps deletes it and (reclaim policy "
@@ -172,8 +175,8 @@ def hazards_of_removals(removed: dict[tuple[str, str, str, str], dict[str, Any]]
     return found
 
 
-def _statefulset_removal(key: tuple[str, str, str, str], doc: dict[str, Any],
-                         added: dict[tuple[str, str, str, str], dict[str, Any]]) -> Hazard:
+def _statefulset_removal(key: Key, doc: dict[str, Any],
+                         added: dict[Key, dict[str, Any]]) -> Hazard:
     templates = [str(_get(t, "metadata", "name")) for t in
                  _get(doc, "spec", "volumeClaimTemplates") or [] if isinstance(t, dict)]
     name = key[3]
@@ -186,8 +189,8 @@ def _statefulset_removal(key: tuple[str, str, str, str], doc: dict[str, Any],
                                             _get(d, "spec", "volumeClaimTemplates") or []
                                             if isinstance(t, dict)}), None)
     if successor is not None:
-        return Hazard(DATA_LOSS, _title(key), (
+        return Hazard(DATA_LOSS, describe(key), (
             f"renamed to {successor[3]}: volume claims are named after the StatefulSet, so the "
             f"new one starts on new empty volumes (the model is downloaded again) and the old "
             f"claims {claims} are {fate}. To keep the data, keep the name."))
-    return Hazard(DATA_LOSS, _title(key), f"removed: its volume claims {claims} are {fate}.")
+    return Hazard(DATA_LOSS, describe(key), f"removed: its volume claims {claims} are {fate}.")

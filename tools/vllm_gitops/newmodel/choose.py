@@ -237,8 +237,8 @@ def _finish(model: ModelSpec, fit: tuple[Offer, int, PlanResult, int], base_args
     # rather than never going below vLLM's default of 256/1024.
     floor = replace(base_args, tensor_parallel_size=tp, max_model_len=context,
                     max_num_seqs=FEASIBILITY_SEQS)
-    held = _plan(model, offer, floor, version, storage)
-    concurrency = concurrency_for(model, offer.instance.gpu, floor, version, held.memory,
+    # `result` was planned with exactly these arguments (in `choose` or `_best_shorter`).
+    concurrency = concurrency_for(model, offer.instance.gpu, floor, version, result.memory,
                                   RequestShape())
     seqs = concurrency.recommended_max_num_seqs if concurrency else 1
     batched = (concurrency.recommended_max_num_batched_tokens if concurrency

@@ -23,6 +23,7 @@ from vllm_gitops.scope import Scope
 from vllm_gitops.settings import load_settings
 from vllm_gitops.sizing.karpenter import NodeClass, NodePool
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
+from vllm_gitops.topology import karpenter_nodepools, node_classes, pod_spec
 
 VLLM_BASE = "base/vllm"
 COMPONENTS = "base/components"
@@ -37,11 +38,6 @@ class Family:
     component: str  # folder name, e.g. "gpu-g6e-1x"
     nodepool: str  # NodePool name its nodeSelector picks
     node_selector: dict[str, str] = field(hash=False)
-    summary: str = ""  # first comment line of its kustomization.yaml
-
-    @property
-    def folder(self) -> str:
-        return f"{COMPONENTS}/{self.component}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,6 @@ class PoolSource:
 
     folder: str  # e.g. "base/karpenter/nodepools/gpu-g6e"
     pool: NodePool
-    doc: dict[str, Any] = field(hash=False, compare=False)
 
 
 @dataclass
@@ -77,8 +72,7 @@ class Base:
 
     @property
     def pod_spec(self) -> dict[str, Any]:
-        spec = self.statefulset.get("spec", "template", "spec", default={})
-        return spec if isinstance(spec, dict) else {}
+        return pod_spec(self.statefulset) or {}
 
     @property
     def container(self) -> dict[str, Any]:
@@ -129,8 +123,8 @@ class Repo:
         self.loader.prefetch(folders)
         for folder in folders:
             rel = folder.relative_to(self.root).as_posix()
-            for res in self.render(rel).of_kind("NodePool"):
-                sources[res.name] = PoolSource(rel, NodePool.from_doc(res.doc), res.doc)
+            for pool in karpenter_nodepools(self.render(rel)):
+                sources[pool.name] = PoolSource(rel, pool)
         return sources
 
     def gpus_in_use(self, env: str, skip: str) -> dict[str, int]:
@@ -153,10 +147,10 @@ class Repo:
             raw = (sc.get("parameters") or {}).get("throughput")
             if raw:
                 throughput = float(raw)
+        # EC2 NodePools only: EKS Auto Mode pools are not simulated (topology.is_ec2_nodepool).
         return Infrastructure(
-            pools={r.name: NodePool.from_doc(r.doc) for r in scope.of_kind("NodePool")
-                   if r.api_version.startswith("karpenter.sh/")},
-            node_classes={r.name: NodeClass.from_doc(r.doc) for r in scope.of_kind("EC2NodeClass")},
+            pools={pool.name: pool for pool in karpenter_nodepools(scope)},
+            node_classes=dict(node_classes(scope)),
             storage_throughput_mib_s=throughput,
         )
 
@@ -166,7 +160,6 @@ def _family(folder: Path) -> Family | None:
     docs = source_documents(kfile) if kfile.is_file() else ()
     if not docs or not isinstance(docs[0].data, dict):
         return None
-    summary = _first_comment(kfile)
     for patch in docs[0].data.get("patches") or []:
         if not isinstance(patch, dict) or not patch.get("path"):
             continue
@@ -176,12 +169,5 @@ def _family(folder: Path) -> Family | None:
                 "nodeSelector") or {}
             if POOL_LABEL in selector:
                 return Family(folder.name, str(selector[POOL_LABEL]),
-                              {str(k): str(v) for k, v in selector.items()}, summary)
+                              {str(k): str(v) for k, v in selector.items()})
     return None
-
-
-def _first_comment(path: Path) -> str:
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from vllm_gitops.load import source_documents
 from vllm_gitops.newmodel.choose import Choice
 from vllm_gitops.newmodel.inputs import Request, canonical_command
 from vllm_gitops.newmodel.repo import COMPONENTS, VLLM_BASE, Base
@@ -204,9 +205,10 @@ def shm_volume(base: Base) -> str | None:
 def hpa_name(root: Path) -> str | None:
     path = root / COMPONENTS / AUTOSCALING_COMPONENT
     for file in sorted(path.glob("*.yaml")):
-        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
-            if isinstance(doc, dict) and doc.get("kind") == "HorizontalPodAutoscaler":
-                return str((doc.get("metadata") or {}).get("name", ""))
+        for doc in source_documents(file):
+            data = doc.data
+            if isinstance(data, dict) and data.get("kind") == "HorizontalPodAutoscaler":
+                return str((data.get("metadata") or {}).get("name", ""))
     return None
 
 

@@ -26,7 +26,7 @@ from vllm_gitops.resources import Resource
 from vllm_gitops.routes import HEADER, ROUTES_KEY, expected_routes_text
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.workload import VllmWorkload
-from vllm_gitops.topology import selected_workloads, vllm_servers
+from vllm_gitops.topology import per_scope, selected_workloads, vllm_servers
 from vllm_gitops.yamlsafe import FieldPath, YamlProblem, parse_documents
 
 SECTION_KEYS = ("model_list", "litellm_settings", "general_settings", "router_settings")
@@ -66,7 +66,12 @@ class LiteLLMConfig:
 
 
 def litellm_configs(scope: Scope) -> Iterator[LiteLLMConfig]:
-    """Every LiteLLM config file in the scope's ConfigMaps."""
+    """Every LiteLLM config file in the scope's ConfigMaps (parsed once per scope)."""
+    return iter(per_scope(scope, ("gateway", "litellm_configs"),
+                          lambda: list(_parse_litellm_configs(scope))))
+
+
+def _parse_litellm_configs(scope: Scope) -> Iterator[LiteLLMConfig]:
     for config_map in scope.of_kind("ConfigMap"):
         data = config_map.get("data", default={})
         for key, text in (data if isinstance(data, dict) else {}).items():
@@ -186,10 +191,12 @@ def route_target_missing(scope: Scope) -> Iterator[Violation]:
     fix="""Run `make routes` and commit the regenerated models.yaml; never edit it by hand.""",
 )
 def routes_stale(scope: Scope) -> Iterator[Violation]:
+    expected: str | None = None  # computed once, and only when a generated file is present
     for config_map in scope.of_kind("ConfigMap"):
         text = (config_map.get("data", default={}) or {}).get(ROUTES_KEY)
         if isinstance(text, str) and text.startswith(HEADER):
-            expected = expected_routes_text(scope)
+            if expected is None:
+                expected = expected_routes_text(scope)
             if text != expected:
                 yield Violation(config_map, f"{ROUTES_KEY} is out of date with the models; "
                                 "run `make routes`", ("data", ROUTES_KEY))

@@ -13,10 +13,14 @@ from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource, iter_containers, pod_spec_path
 from vllm_gitops.scope import Scope
 from vllm_gitops.topology import (
+    DO_NOT_DISRUPT,
     container_ports,
+    do_not_disrupt,
     gateway_workloads,
     pod_labels,
     reasoning_parser_for,
+    selector_matches,
+    vllm_port,
     vllm_servers,
 )
 from vllm_gitops.yamlsafe import FieldPath
@@ -105,27 +109,7 @@ def missing_requests(scope: Scope) -> Iterator[Violation]:
 # ---------------------------------------------------------------- disruption
 
 
-DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 SERVING_KINDS = {"Deployment", "StatefulSet", "ReplicaSet", "Pod"}
-
-
-def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector against labels; an empty selector matches everything.
-    https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#resources-that-support-set-based-requirements"""
-    if not isinstance(selector, dict):
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(str(key)) != str(value):
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op = str(expr.get("key")), expr.get("operator")
-        values = {str(v) for v in expr.get("values") or []}
-        present = key in labels
-        if not {"In": present and labels[key] in values,
-                "NotIn": not present or labels[key] not in values,
-                "Exists": present, "DoesNotExist": not present}.get(str(op), False):
-            return False
-    return True
 
 
 def _protected_by_pdb(scope: Scope, workload: Resource, labels: dict[str, str]) -> bool:
@@ -152,8 +136,7 @@ def unprotected_serving_pod(scope: Scope) -> Iterator[Violation]:
             continue
         seen.add(id(workload))
         spec_path = pod_spec_path(workload) or ("spec",)
-        annotations = workload.get(*spec_path[:-1], "metadata", "annotations") or {}
-        if str(annotations.get(DO_NOT_DISRUPT, "")).lower() == "true":
+        if do_not_disrupt(workload):
             continue
         if not _protected_by_pdb(scope, workload, pod_labels(workload) or {}):
             yield Violation(workload, f"{workload.kind} {workload.name}: no PodDisruptionBudget "
@@ -440,7 +423,9 @@ def blocks_gateway(scope: Scope) -> Iterator[Violation]:
         if not own:
             continue
         container = server.resource.get(*server.container_path) or {}
-        port = int(server.flags.get("--port") or 8000)
+        port = vllm_port(server)
+        if port is None:
+            continue  # an unresolved --port such as $(PORT)
         names = container_ports(container)
         if not any(_admits(scope, p, g, port, names) for p in own for g in gateways):
             yield Violation(own[0], f"no ingress rule admits the LiteLLM pods "

@@ -13,9 +13,8 @@ from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
-from vllm_gitops.topology import landing, pod_spec
+from vllm_gitops.topology import do_not_disrupt, landing, pod_spec
 
-DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 GPU_TAINT = "nvidia.com/gpu"
 # EC2 families with GPUs: g3..g6e, g4ad/g5g, gr6, p2..p6 (https://aws.amazon.com/ec2/instance-types/).
 GPU_FAMILY = re.compile(r"^(g\d+[a-z]*|gr\d+[a-z]*|p\d+[a-z]*)$")
@@ -73,15 +72,7 @@ def duration_hours(text: str) -> float | None:
 # ---------------------------------------------------------------- disruption
 
 def _do_not_disrupt_workloads(scope: Scope) -> list[Resource]:
-    out = []
-    for resource in scope.resources:
-        spec_path = ("spec", "template", "metadata", "annotations")
-        annotations = resource.get(*spec_path) if resource.kind != "Pod" else (
-            resource.annotations)
-        if pod_spec(resource) is not None and isinstance(annotations, dict) and (
-                str(annotations.get(DO_NOT_DISRUPT, "")).lower() not in ("", "false")):
-            out.append(resource)
-    return out
+    return [r for r in scope.resources if do_not_disrupt(r)]
 
 
 def _hosts(scope: Scope, pool: Resource, workload: Resource) -> bool:

@@ -10,7 +10,7 @@ from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
-from vllm_gitops.topology import pod_labels
+from vllm_gitops.topology import pod_labels, selector_matches
 
 # KEDA's defaults: https://keda.sh/docs/latest/reference/scaledobject-spec/
 KEDA_MIN_DEFAULT, KEDA_MAX_DEFAULT = 0, 100
@@ -31,28 +31,6 @@ def _seq(value: Any) -> list[Any]:
 def _same_namespace(a: str | None, b: str | None) -> bool:
     """Objects without a namespace (plain files) go to the same, current namespace."""
     return a is None or b is None or a == b
-
-
-def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
-    """A Kubernetes label selector (matchLabels + matchExpressions) against labels."""
-    if not isinstance(selector, dict):
-        return False
-    match_labels = _map(selector.get("matchLabels"))
-    if any(labels.get(str(k)) != str(v) for k, v in match_labels.items()):
-        return False
-    for raw in _seq(selector.get("matchExpressions")):
-        expression = _map(raw)
-        key, operator = str(expression.get("key")), expression.get("operator")
-        values = [str(v) for v in _seq(expression.get("values"))]
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and labels.get(key) in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _workloads(scope: Scope) -> list[tuple[Resource, dict[str, str]]]:

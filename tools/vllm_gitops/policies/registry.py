@@ -11,6 +11,7 @@ Several exemptions are separated by ';' or new lines.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -134,6 +135,7 @@ def _exemption_problems(resource: Resource) -> list[Finding]:
     return problems
 
 
+@functools.cache  # once per process: the modules stay imported
 def _load_builtin_rules() -> None:
     """Import every module of this package: importing a rule module registers its rules."""
     import importlib

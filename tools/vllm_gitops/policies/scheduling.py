@@ -9,13 +9,12 @@ from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource, pod_spec_path
 from vllm_gitops.scope import Scope
-from vllm_gitops.sizing.workload import VllmWorkload
+from vllm_gitops.sizing.workload import replica_range
 from vllm_gitops.topology import (
     is_ec2_nodepool,
     karpenter_nodepools,
     landing,
     pool_room,
-    vllm_servers,
     wants_karpenter_node,
 )
 
@@ -78,14 +77,12 @@ def _culprit(resource: Resource, reasons: str) -> tuple[str | int, ...]:
 
 
 def _replicas(scope: Scope, resource: Resource) -> tuple[int, int]:
-    """(replicas, autoscaler maximum) of a workload."""
-    server: VllmWorkload | None = next(
-        (s for s in vllm_servers(scope) if s.resource is resource), None)
-    if server is not None:
-        return server.replicas, server.max_replicas
-    fixed = resource.get("spec", "replicas", default=1)
-    count = int(fixed) if isinstance(fixed, int) else 1
-    return count, count
+    """(replicas, autoscaler maximum) of a workload, HPAs and ScaledObjects included."""
+    try:
+        counts = replica_range(resource, scope)
+    except (TypeError, ValueError):  # a count that is not a number: a schema error
+        return 1, 1
+    return counts["replicas"], counts["max_replicas"]
 
 
 @rule(

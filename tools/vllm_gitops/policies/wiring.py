@@ -14,6 +14,7 @@ from vllm_gitops.topology import (
     declared_port_numbers,
     pod_labels,
     selected_workloads,
+    selector_matches,
     vllm_port,
     vllm_servers,
 )
@@ -104,20 +105,27 @@ def probe_port(scope: Scope) -> Iterator[Violation]:
 
 
 def _selector_misses(selector: dict[str, Any], labels: dict[str, str]) -> list[str]:
-    """The parts of a LabelSelector that the labels do not satisfy."""
-    misses = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()
-              if labels.get(str(k)) != str(v)]
-    for expr in selector.get("matchExpressions") or []:
-        if not isinstance(expr, dict):
-            continue
-        key, op = str(expr.get("key")), expr.get("operator")
-        values = {str(v) for v in expr.get("values") or []}
-        ok = {"In": key in labels and labels[key] in values,
-              "NotIn": key not in labels or labels[key] not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}.get(str(op), True)
-        if not ok:
-            misses.append(f"{key} {op} {sorted(values)}" if values else f"{key} {op}")
-    return misses
+    """The parts of a LabelSelector that the labels do not satisfy (each part judged by
+    topology.selector_matches, so they all pass exactly when the whole selector does)."""
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    parts: list[tuple[str, dict[str, Any]]] = (
+        [(f"{k}={v}", {"matchLabels": {k: v}}) for k, v in match_labels.items()]
+        if isinstance(match_labels, dict)
+        else [(f"matchLabels {match_labels!r}", {"matchLabels": match_labels})])
+    if isinstance(expressions, list):
+        parts += [(_describe(e), {"matchExpressions": [e]}) for e in expressions]
+    else:
+        parts.append((f"matchExpressions {expressions!r}", {"matchExpressions": expressions}))
+    return [text for text, part in parts if not selector_matches(part, labels)]
+
+
+def _describe(expression: Any) -> str:
+    if not isinstance(expression, dict):
+        return f"a malformed expression {expression!r}"
+    key, op, values = expression.get("key"), expression.get("operator"), expression.get("values")
+    shown = sorted({str(v) for v in values}) if isinstance(values, list) else []
+    return f"{key} {op} {shown}" if shown else f"{key} {op}"
 
 
 @rule(

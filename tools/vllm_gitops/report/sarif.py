@@ -4,22 +4,23 @@ https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html"""
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.pipeline import Report
 
+if TYPE_CHECKING:
+    from vllm_gitops.policies.registry import Rule
+
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
-def _rule_descriptor(rule_id: str) -> dict[str, Any]:
-    from vllm_gitops.policies.registry import RULES, _load_builtin_rules  # see pipeline.py
-
-    _load_builtin_rules()  # a run served from the cache has not loaded them
+def _rule_descriptor(rule_id: str, rules: Mapping[str, Rule]) -> dict[str, Any]:
     descriptor: dict[str, Any] = {"id": rule_id}
-    rule = RULES.get(rule_id)
+    rule = rules.get(rule_id)
     if rule:
         descriptor["shortDescription"] = {"text": rule.summary}
         descriptor["fullDescription"] = {"text": rule.why}
@@ -45,6 +46,10 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
 
 
 def render(report: Report, tool_version: str = "") -> str:
+    from vllm_gitops.policies.registry import RULES, _load_builtin_rules  # see pipeline.py
+
+    _load_builtin_rules()  # a run served from the cache has not loaded them
+    rules: Mapping[str, Rule] = RULES
     rule_ids = sorted({f.rule for f in report.findings})
     index = {rule_id: i for i, rule_id in enumerate(rule_ids)}
     log = {
@@ -54,7 +59,7 @@ def render(report: Report, tool_version: str = "") -> str:
             "tool": {"driver": {
                 "name": "vllm-gitops", "version": tool_version or "0",
                 "informationUri": "https://github.com/example-org/vllm-gitops",
-                "rules": [_rule_descriptor(r) for r in rule_ids],
+                "rules": [_rule_descriptor(r, rules) for r in rule_ids],
             }},
             "results": [_result(f, index) for f in report.findings],
         }],

@@ -7,7 +7,7 @@ https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resou
 
 Not evaluated: transition rules (they read `oldSelf`, the object before an update; a
 repository holds no "before"), listed by `tools/schemas list --rules`. A rule that uses a
-function not implemented here is reported once per run (`schema/cel-unevaluable`, warning).
+function not implemented here is a `schema/cel-unevaluable` warning, reported once per run.
 Each rule is compiled once per process; verdicts are cached by the caller per object.
 """
 

@@ -94,12 +94,12 @@ Verdict = tuple[SchemaKey, str]
 
 
 class CelRules:
-    """The CEL stage both engines share: rules of non-built-in schemas, unevaluable ones
-    reported once per run (not once per object)."""
+    """The CEL stage both engines share: rules of non-built-in schemas. A rule that cannot
+    be evaluated is a warning in the verdict of every object it applies to (verdicts are kept
+    per object); the report shows it once (pipeline.py)."""
 
     def __init__(self) -> None:
         self._evaluator: CelEvaluator | None = None
-        self._reported: set[str] = set()
 
     @property
     def evaluator(self) -> CelEvaluator:
@@ -115,15 +115,13 @@ class CelRules:
         out: list[Problem] = []
         for failure in self.evaluator.failures(schema, doc):
             if not failure.unevaluable:
-                where = _dotted(failure.path) or "(document)"
+                where = dotted(failure.path) or "(document)"
                 out.append(("schema/cel", Severity.ERROR, failure.path,
                             f"{where}: {failure.message}"))
-            elif failure.message not in self._reported:
-                self._reported.add(failure.message)
+            else:
                 out.append(("schema/cel-unevaluable", Severity.WARNING, failure.path,
-                            f"{doc.get('apiVersion')} {doc.get('kind')}: CEL rule at "
-                            f"{_dotted(failure.path) or '(document)'} not checked, "
-                            f"{failure.message}"))
+                            f"{doc.get('apiVersion')} {doc.get('kind')}: a CEL rule is not "
+                            f"checked, {failure.message}"))
         return out
 
 
@@ -171,12 +169,10 @@ class JsonSchemaEngine:
 
     def verdicts_to_keep(self) -> dict[Verdict, list[Problem]]:
         """What a later run may reuse: the known verdicts and this run's, only this run's
-        once they are too many (a CEL rule reported as unevaluable is reported once per run,
-        so such a verdict is not kept)."""
-        kept = self._verdicts if len(self._verdicts) <= MAX_KEPT_VERDICTS else {
-            k: v for k, v in self._verdicts.items() if k in self.used}
-        return {k: v for k, v in kept.items()
-                if not any(rule == "schema/cel-unevaluable" for rule, *_ in v)}
+        once they are too many."""
+        if len(self._verdicts) <= MAX_KEPT_VERDICTS:
+            return self._verdicts
+        return {k: v for k, v in self._verdicts.items() if k in self.used}
 
     def _validator(self, key: SchemaKey) -> Draft202012Validator | None:
         if key not in self._validators:
@@ -220,12 +216,13 @@ def _describe(error: ValidationError) -> tuple[FieldPath, str]:
         unknown = sorted(str(k) for k in error.instance if k not in allowed)
         if unknown:
             path = (*path, unknown[0])
-            where = _dotted(path)
+            where = dotted(path)
             return path, f"{where}: unknown field {unknown[0]!r} (not in the schema; typo?)"
-    return path, f"{_dotted(path) or '(document)'}: {error.message}"
+    return path, f"{dotted(path) or '(document)'}: {error.message}"
 
 
-def _dotted(path: FieldPath) -> str:
+def dotted(path: FieldPath) -> str:
+    """A field path as people write it: spec.template.spec.containers[0]."""
     out = ""
     for step in path:
         out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))

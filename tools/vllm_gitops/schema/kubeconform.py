@@ -33,6 +33,7 @@ from vllm_gitops.findings import Finding, Severity
 from vllm_gitops.resources import Resource
 from vllm_gitops.schema.engine import (
     CelRules,
+    dotted,
     located,
     missing_identity,
     missing_schema,
@@ -166,7 +167,7 @@ class KubeconformEngine:
         if not errors:
             return [located(resource, "schema/invalid", Severity.ERROR, message)]
         return [located(resource, "schema/invalid", Severity.ERROR,
-                        f"{_dotted(path) or '(document)'}: {text}", path)
+                        f"{dotted(path) or '(document)'}: {text}", path)
                 for path, text in errors]
 
     def _mirror(self, keys: set[SchemaKey]) -> Path:
@@ -213,9 +214,3 @@ def leaf_errors(message: str) -> list[tuple[FieldPath, str]]:
             out.append((path, text))
     return out
 
-
-def _dotted(path: FieldPath) -> str:
-    out = ""
-    for step in path:
-        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
-    return out

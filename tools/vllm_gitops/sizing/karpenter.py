@@ -204,13 +204,14 @@ EKS_DAEMONSETS = (
 
 
 def daemonset_overhead(pool: NodePool, instance: InstanceType,
-                       daemonsets: Iterable[DaemonSetPod] = (),
-                       eks_allowance: bool = True) -> dict[str, float]:
-    """Requests and pod slots of the DaemonSet pods a node of this pool and type would run."""
+                       daemonsets: Iterable[DaemonSetPod] = (), eks_allowance: bool = True,
+                       labels: Labels | None = None) -> dict[str, float]:
+    """Requests and pod slots of the DaemonSet pods a node of this pool and type would run
+    (`labels`: the node's, when the caller has them)."""
     in_scope = list(daemonsets)
     names = {d.name for d in in_scope}
     extra = [d for d in EKS_DAEMONSETS if d.name not in names] if eks_allowance else []
-    labels = _node_labels(pool, instance)
+    labels = _node_labels(pool, instance) if labels is None else labels
     total: dict[str, float] = {}
     for daemon in (*in_scope, *extra):
         if not daemon.lands_on(pool, labels, instance.gpus):
@@ -449,9 +450,8 @@ def _within_limits(pool: NodePool, instance: InstanceType) -> bool:
 
 
 def _evaluate_pool(pool: NodePool, pod: PodScheduling, node_classes: Mapping[str, NodeClass],
-                   instances: list[InstanceType], daemon_requests: Mapping[str, float],
-                   daemonsets: tuple[DaemonSetPod, ...] = (), eks_allowance: bool = True,
-                   ) -> PoolVerdict:
+                   instances: list[InstanceType], daemonsets: tuple[DaemonSetPod, ...] = (),
+                   eks_allowance: bool = True) -> PoolVerdict:
     untolerated = [t for t in pool.taints if not tolerates(pod.tolerations, t)]
     if untolerated:
         taint = untolerated[0]
@@ -463,8 +463,8 @@ def _evaluate_pool(pool: NodePool, pod: PodScheduling, node_classes: Mapping[str
     if not capacity_types:
         return PoolVerdict(pool.name, (), "no capacity type allowed by both pool and pod")
     node_class = node_classes.get(pool.node_class or "")
-    requests = {k: v + daemon_requests.get(k, 0.0) for k, v in pod.requests.items()}
-    requests["pods"] = requests.get("pods", 0.0) + 1 + daemon_requests.get("pods", 0.0)
+    requests = dict(pod.requests)
+    requests["pods"] = requests.get("pods", 0.0) + 1
     reasons: dict[str, int] = {}
     candidates = []
     for instance in instances:
@@ -480,7 +480,7 @@ def _evaluate_pool(pool: NodePool, pod: PodScheduling, node_classes: Mapping[str
             reasons["capacity above the pool's limits"] = 1
         else:
             alloc = allocatable(instance, node_class)
-            overhead = daemonset_overhead(pool, instance, daemonsets, eks_allowance)
+            overhead = daemonset_overhead(pool, instance, daemonsets, eks_allowance, labels)
             needed = dict(requests)
             for key, value in overhead.items():
                 needed[key] = needed.get(key, 0.0) + value
@@ -503,26 +503,25 @@ def simulate_karpenter(
     nodepools: Iterable[NodePool],
     node_classes: Mapping[str, NodeClass],
     instances: Iterable[InstanceType],
-    daemon_requests: Mapping[str, float] | None = None,
     daemonsets: Iterable[DaemonSetPod] = (),
     eks_allowance: bool = True,
 ) -> KarpenterChoice:
     """The NodePool and instance type Karpenter would launch for this pod (cheapest first).
-    daemon_requests: a flat extra overhead; daemonsets: the DaemonSets in scope (counted where
-    they would land); eks_allowance: also count EKS_DAEMONSETS not in scope."""
+    daemonsets: the DaemonSets in scope (counted where they would land); eks_allowance: also
+    count EKS_DAEMONSETS not in scope."""
     ordered = sorted(nodepools, key=lambda p: p.name, reverse=True)
     ordered.sort(key=lambda p: p.weight, reverse=True)  # stable: weight desc, then name desc
     catalog = tuple(instances)
     daemons = tuple(daemonsets)
 
     def compute() -> KarpenterChoice:
-        verdicts = [_evaluate_pool(p, pod, node_classes, list(catalog), daemon_requests or {},
-                                   daemons, eks_allowance) for p in ordered]
+        verdicts = [_evaluate_pool(p, pod, node_classes, list(catalog), daemons, eks_allowance)
+                    for p in ordered]
         chosen = next((v.candidates[0] for v in verdicts if v.candidates), None)
         return KarpenterChoice(chosen, tuple(verdicts))
 
-    key = (value_key(pod, ordered, sorted(node_classes.items()), daemon_requests, daemons,
-                     eks_allowance), tuple(map(id, catalog)))
+    key = (value_key(pod, ordered, sorted(node_classes.items()), daemons, eks_allowance),
+           tuple(map(id, catalog)))
     return _CHOICES.get(key, compute, keep_alive=catalog)
 
 

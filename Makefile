@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ENV := source tools/_env.sh &&
 
-.PHONY: validate test lint typecheck unit routes plan bench rules-doc clean help
+.PHONY: validate test lint typecheck unit routes plan bench rules-doc clean help kustomize-batch
 
 help:
 	@echo "make validate   render every cluster, overlay and base; check schemas and policies"
@@ -14,10 +14,10 @@ help:
 	@echo "make bench      print timing figures"
 	@echo "make rules-doc  regenerate docs/rules.md, the policy catalogue"
 
-validate:
+validate: kustomize-batch
 	@./tools/validate
 
-test: kubeconform actionlint lint typecheck unit
+test: kustomize-batch kubeconform actionlint lint typecheck unit
 
 # Go programs the tests run, pinned and built from source into .bin/ (git-ignored) with
 # `go install`: kubeconform (the `--engine kubeconform` binary) and actionlint (lints the CI
@@ -37,6 +37,22 @@ else \
   echo "  https://$(word 1,$(subst /cmd/, ,$(3)))/releases/tag/$(2)"; \
 fi
 endef
+
+# kustomize-batch (tools/kustomize-batch): `kustomize build` of many folders in one process,
+# from kustomize's own library at the release tools/kustomize-batch/go.mod pins. tools/validate
+# uses it when built; without Go, renders run `kubectl kustomize` once per folder (slower).
+KUSTOMIZE_BATCH_SOURCES := $(wildcard tools/kustomize-batch/*.go) tools/kustomize-batch/go.mod \
+  tools/kustomize-batch/go.sum
+kustomize-batch: .bin/kustomize-batch
+
+.bin/kustomize-batch: $(KUSTOMIZE_BATCH_SOURCES)
+	@if command -v go >/dev/null 2>&1; then \
+	  echo "building kustomize-batch into .bin/ (go build)"; \
+	  cd tools/kustomize-batch && go build -trimpath -o ../../.bin/kustomize-batch . \
+	  || echo "warning: building kustomize-batch failed (offline?); renders use kubectl kustomize" >&2; \
+	else \
+	  echo "note: no Go, so kustomize-batch is not built (optional): renders use kubectl kustomize"; \
+	fi
 
 .PHONY: kubeconform actionlint
 kubeconform:
@@ -60,7 +76,7 @@ routes:
 plan:
 	@for env in overlays/*/; do ./tools/plan "$${env%/}" || exit $$?; done
 
-bench:
+bench: kustomize-batch
 	@$(ENV) python tests/bench.py
 
 rules-doc:

@@ -1,13 +1,14 @@
 """`make bench`: timing figures on grown copies of the repository (printed, never asserted).
 
 For 15, 60 and 120 model overlays across the three environments (copies of the qwen3 model
-folder under new names, registered in each environment's apps and routed), measured in one run:
+folder under new names, each listed, synced on its own by Flux and Argo CD, and routed),
+measured in one run:
 
 - naive: `kubectl kustomize DIR | kubernetes-validate`, one kustomization at a time;
 - `tools/validate` cold (empty cache), warm (nothing changed), changed-only after editing one
   model (`--changed-since HEAD`), and `tools/diff` for that edited model;
-- for reference, kustomize alone rendering the folder Flux and Argo CD sync that model with
-  (its environment's `apps`): the least any check of the edit waits for.
+- for reference, kustomize alone rendering the edited model's folder (what Flux and Argo CD
+  sync it as): the least any check of the edit waits for.
 
 Goals (reported, not asserted): cold >= 5x faster than naive, warm <= 2 s, changed-only <= 2 s.
 """
@@ -57,23 +58,31 @@ def copy_repository(dest: Path) -> None:
             shutil.copy2(source, dest / name)
 
 
-def add_model(env_dir: Path, suffix: str) -> None:
-    """models/qwen3 copied as models/qwen3-<suffix>: unique names, selectors and route."""
-    models = env_dir / "apps" / "models"
-    folder = models / f"qwen3-{suffix}"
-    shutil.copytree(models / "qwen3", folder)
-    kustomization = folder / "kustomization.yaml"
-    text = re.sub(r"nameSuffix: -qwen3\b", f"nameSuffix: -qwen3-{suffix}",
-                  kustomization.read_text())
-    text = re.sub(r"app.kubernetes.io/instance: qwen3\b",
-                  f"app.kubernetes.io/instance: qwen3-{suffix}", text)
+def add_model(root: Path, env: str, suffix: str) -> None:
+    """models/qwen3 copied as models/qwen3-<suffix> (unique names, selectors and route), listed
+    and synced like qwen3 (its own Flux Kustomization and Argo CD Application)."""
+    name = f"qwen3-{suffix}"
+    models = root / "overlays" / env / "models"
+    shutil.copytree(models / "qwen3", models / name)
+    kustomization = models / name / "kustomization.yaml"
+    text = re.sub(r"nameSuffix: -qwen3\b", f"nameSuffix: -{name}", kustomization.read_text())
+    text = re.sub(r"app.kubernetes.io/instance: qwen3\b", f"app.kubernetes.io/instance: {name}",
+                  text)
     kustomization.write_text(text)
-    model = folder / "model.yaml"
+    model = models / name / "model.yaml"
     model.write_text(re.sub(r"(vllm-gitops.io/litellm-route: )(\S+)", rf"\g<1>\g<2>-{suffix}",
                             model.read_text()))
-    apps = env_dir / "apps" / "kustomization.yaml"
-    apps.write_text(apps.read_text().replace("  - models/qwen3\n",
-                                             f"  - models/qwen3\n  - models/qwen3-{suffix}\n", 1))
+    list_entry(models / "kustomization.yaml", "qwen3", name)
+    for tool in ("flux", "argocd"):
+        synced = root / "clusters" / env / tool / "models"
+        text = (synced / "qwen3.yaml").read_text()
+        (synced / f"{name}.yaml").write_text(re.sub(r"\bqwen3\b", name, text))
+        list_entry(synced / "kustomization.yaml", "qwen3.yaml", f"{name}.yaml")
+
+
+def list_entry(kustomization: Path, after: str, entry: str) -> None:
+    kustomization.write_text(kustomization.read_text().replace(
+        f"  - {after}\n", f"  - {after}\n  - {entry}\n", 1))
 
 
 def grow(dest: Path, total_models: int) -> None:
@@ -82,7 +91,7 @@ def grow(dest: Path, total_models: int) -> None:
     per_env = total_models // len(ENVIRONMENTS)
     for env in ENVIRONMENTS:
         for index in range(1, per_env):  # qwen3 itself is the first
-            add_model(dest / "overlays" / env, f"b{index:03d}")
+            add_model(dest, env, f"b{index:03d}")
     sh([str(TOOLS / "routes")], dest)  # the gateway routes match the models
     sh(["git", "init", "--quiet", "--initial-branch=main"], dest)
     sh(["git", "add", "--all"], dest)
@@ -137,11 +146,11 @@ def tool(name: str, root: Path, cache: Path, *args: str) -> Callable[[], None]:
     return run
 
 
-EDITED_UNIT = Path("overlays", "prod", "apps")  # what Flux and Argo CD sync the model with
+EDITED_UNIT = Path("overlays", "prod", "models", "qwen3")  # Flux and Argo CD sync it alone
 
 
 def edit_one_model(root: Path) -> None:
-    model = root / EDITED_UNIT / "models" / "qwen3" / "model.yaml"
+    model = root / EDITED_UNIT / "model.yaml"
     text, count = re.subn(r"--max-num-seqs=(\d+)", lambda m: f"--max-num-seqs={int(m[1]) + 1}",
                           model.read_text())
     if not count:
@@ -167,7 +176,7 @@ def measure(size: int, workdir: Path) -> Row:
 
 def kustomize_alone(folder: Path) -> None:
     """What any check of the edit must at least wait for: kustomize rendering the folder that
-    Flux and Argo CD sync with the edited model in it."""
+    Flux and Argo CD sync the edited model as."""
     kubectl = str(Path(sys.executable).parent / "kubectl")
     subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, check=True)
 
@@ -180,7 +189,7 @@ CASES = {
     "warm": "tools/validate, warm (nothing changed)",
     "changed-only": "tools/validate --changed-since HEAD (one model edited)",
     "diff": "tools/diff --base HEAD (one model edited)",
-    "floor": "kubectl kustomize of the edited model's apps folder alone",
+    "floor": "kubectl kustomize of the edited model's folder alone",
 }
 
 

@@ -136,13 +136,26 @@ def test_object_applied_a_step_before_its_namespace_is_an_error(repo: Path) -> N
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: inference}\n"
         "data: {a: b}\n")
     edit(infra / "kustomization.yaml", "resources:\n", "resources:\n  - settings.yaml\n")
+    # Reported where the order is written: the sync unit that applies it too early.
     flux = findings(repo, "clusters/prod/flux", "argocd/sync-wave-order")
     assert [f.message for f in flux] == [
-        "is applied by Flux Kustomization infrastructure, before Namespace inference it "
-        "needs, which apps applies later (dependsOn)"]
-    assert flux[0].file == "overlays/prod/infrastructure/settings.yaml"
+        "ConfigMap settings is applied by Flux Kustomization infrastructure, before Namespace "
+        "inference it needs, which apps applies later (dependsOn)"]
+    assert flux[0].file == "clusters/prod/flux/infrastructure.yaml"
     argo = findings(repo, "clusters/prod/argocd", "argocd/sync-wave-order")
     assert [f.message for f in argo] == [
-        "syncs in wave -1/0, before Namespace inference it needs (wave 0/0)"]
+        "ConfigMap settings syncs in wave -1/0, before Namespace inference it needs (wave 0/0)"]
+    assert (argo[0].file, argo[0].line) == ("clusters/prod/argocd/infrastructure.yaml", 8)
     # Alone, the overlay is one sync: nothing to order.
     assert findings(repo, "overlays/prod/infrastructure", "argocd/sync-wave-order") == []
+
+
+def test_a_model_synced_before_the_apps_it_needs_is_an_error(repo: Path) -> None:
+    """Each model is a sync unit of its own: it must come after apps (the Namespace)."""
+    edit(repo / "clusters/prod/argocd/models/qwen3.yaml",
+         'argocd.argoproj.io/sync-wave: "1"', 'argocd.argoproj.io/sync-wave: "-1"')
+    # One defect, one finding: at the Application's wave, not at each of the model's objects.
+    [found] = findings(repo, "clusters/prod/argocd", "argocd/sync-wave-order")
+    assert (found.file, found.line) == ("clusters/prod/argocd/models/qwen3.yaml", 7)
+    assert found.message == ("Service vllm-headless-qwen3 (and 4 more) syncs in wave -1/0, before "
+                             "Namespace inference it needs (wave 0/0)")

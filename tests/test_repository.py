@@ -12,7 +12,7 @@ import yaml
 from support import REPO_ROOT
 from vllm_gitops.pipeline import ScopeLoader, Target, discover_targets, validate
 from vllm_gitops.resources import Resource
-from vllm_gitops.routes import expected_routes_text, routes_files
+from vllm_gitops.routes import expected_routes_text, routes_files, routes_scope
 from vllm_gitops.scope import Scope
 from vllm_gitops.settings import load_settings
 from vllm_gitops.sizing.quantity import parse_quantity
@@ -58,6 +58,10 @@ def test_flux_entry_point_orders_infrastructure_before_apps(loader: ScopeLoader)
     assert infra.get("spec", "path") == "./overlays/prod/infrastructure"
     assert apps.get("spec", "path") == "./overlays/prod/apps"
     assert apps.get("spec", "dependsOn") == [{"name": "infrastructure"}]
+    # Each model is its own Flux Kustomization, after the apps (namespace, HF token).
+    model = only(scope, "Kustomization", "model-qwen3")
+    assert model.get("spec", "path") == "./overlays/prod/models/qwen3"
+    assert model.get("spec", "dependsOn") == [{"name": "apps"}]
 
 
 def test_argocd_entry_point_uses_sync_waves(loader: ScopeLoader) -> None:
@@ -65,7 +69,8 @@ def test_argocd_entry_point_uses_sync_waves(loader: ScopeLoader) -> None:
     waves = {r.get("spec", "source", "path"):
              r.annotations["argocd.argoproj.io/sync-wave"]
              for r in scope.of_kind("Application")}
-    assert waves == {"overlays/prod/infrastructure": "-1", "overlays/prod/apps": "0"}
+    assert waves == {"overlays/prod/infrastructure": "-1", "overlays/prod/apps": "0",
+                     "overlays/prod/models/qwen3": "1"}
     # Issue 11 finding 1: the AppProject exists before any Application that uses it.
     project = only(scope, "AppProject", "vllm-gitops")
     project_wave = int(project.annotations["argocd.argoproj.io/sync-wave"])
@@ -210,29 +215,44 @@ def test_committed_routes_match_the_models(loader: ScopeLoader) -> None:
     assert {f.relative_to(REPO_ROOT).as_posix() for f in files} >= {
         "overlays/dev/apps/models.yaml", "overlays/prod/apps/models.yaml"}
     for path in files:
-        scope = loader.load(Target(path.parent, "x", "overlay"))
-        assert path.read_text() == expected_routes_text(scope), path
+        assert path.read_text() == expected_routes_text(routes_scope(path, loader)), path
 
 
 def test_editing_a_model_without_regenerating_routes_fails_validation(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
-    for name in ("base", "overlays", "schemas", "vllm-gitops.yaml"):
+    for name in ("base", "overlays", "clusters", "schemas", "vllm-gitops.yaml"):
         source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, copy / name)
         else:
             shutil.copy(source, copy / name)
-    model = copy / "overlays/prod/apps/models/qwen3/model.yaml"
+    model = copy / "overlays/prod/models/qwen3/model.yaml"
     model.write_text(model.read_text().replace("--served-model-name=Qwen/Qwen3-14B",
                                                "--served-model-name=qwen3"))
     settings = load_settings(copy)
-    target = Target(copy / "overlays/prod/apps", "overlays/prod/apps", "overlay")
+    # The routes are judged in the cluster that deploys the gateway beside its models.
+    target = Target(copy / "clusters/prod/flux", "clusters/prod/flux", "cluster")
     report = validate([target], settings)
     errors = {(f.rule, f.file) for f in report.findings if f.severity.value == "error"}
     # Other gateway rules may name the same stale file; all errors point at it.
     assert ("litellm/routes-stale", "overlays/prod/apps/models.yaml") in errors
     assert {file for _, file in errors} == {"overlays/prod/apps/models.yaml"}
     routes = copy / "overlays/prod/apps/models.yaml"
-    routes.write_text(expected_routes_text(ScopeLoader(settings).load(target)))
+    routes.write_text(expected_routes_text(routes_scope(routes, ScopeLoader(settings))))
     assert "model: hosted_vllm/qwen3\n" in routes.read_text()
     assert validate([target], settings).summary()["errors"] == 0
+
+
+def test_the_gateway_alone_is_not_judged_on_routes_its_cluster_is(loader: ScopeLoader) -> None:
+    """overlays/<env>/apps routes to models that are sync units of their own: checked alone it
+    raises no route finding (nothing of its models is there), its cluster judges them."""
+    from vllm_gitops.policies.gateway import judges_routes
+
+    apps = loader.load(Target(REPO_ROOT / "overlays/prod/apps", "overlays/prod/apps", "paths"))
+    assert not judges_routes(apps)
+    assert judges_routes(cluster(loader, "prod/flux"))
+    report = validate([Target(REPO_ROOT / "overlays/prod/apps", "overlays/prod/apps", "paths")],
+                      load_settings(REPO_ROOT))
+    assert not [f for f in report.findings if f.rule.startswith("litellm/")]
+    assert routes_scope(REPO_ROOT / "overlays/prod/apps/models.yaml", loader).name == (
+        "clusters/prod/argocd")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from support import REPO_ROOT, Run, run_tool
 from vllm_gitops.pipeline import ScopeLoader, Target
@@ -53,8 +56,18 @@ def render(repo: Path, rel: str) -> Scope:
     return loader.load(Target(repo / rel, rel, "paths"))
 
 
-def snapshot(repo: Path, rel: str = "overlays") -> dict[str, bytes]:
-    """Every file under `rel` (hidden leftovers included), to prove nothing changed."""
-    root = repo / rel
+def snapshot(repo: Path, *rels: str) -> dict[str, bytes]:
+    """Every file under `rels` (default: the overlays and the cluster entry points; hidden
+    leftovers included), to prove nothing changed."""
     return {p.relative_to(repo).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for rel in rels or ("overlays", "clusters")
+            for p in sorted((repo / rel).rglob("*")) if p.is_file()}
+
+
+def routes_check(repo: Path) -> Run:
+    """`tools/routes --check` inside the copy."""
+    return run_tool("vllm_gitops.cli.routes", "--check", cwd=repo, env=_env(repo, None))
+
+
+def load_yaml(repo: Path, rel: str) -> Any:
+    return yaml.safe_load((repo / rel).read_text(encoding="utf-8"))

@@ -1,6 +1,7 @@
 """tools/new-model end to end, on private copies of the repository: the model lands in the
-environment, the rendered overlay runs it on TP x PP GPUs, the gateway routes to it, and
-tools/validate still passes. Real kustomize, real schemas, the real CLI as a subprocess."""
+environment as its own sync unit (a folder, its Flux Kustomization and Argo CD Application),
+the rendered overlay runs it on TP x PP GPUs, the gateway routes to it, and tools/validate and
+tools/routes --check still pass. Real kustomize, real schemas, the real CLI as a subprocess."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from newmodel_support import copy_repo, new_model, render, snapshot, validate
+from newmodel_support import (
+    copy_repo,
+    load_yaml,
+    new_model,
+    render,
+    routes_check,
+    snapshot,
+    validate,
+)
 
 from vllm_gitops.routes import routes_of
 from vllm_gitops.scope import Scope
@@ -28,6 +37,10 @@ def _assert_served(repo: Path, env: str, name: str, model: str) -> VllmWorkload:
     scope = render(repo, f"overlays/{env}")
     assert not [f for f in scope.findings if f.severity.value == "error"], scope.findings
     workload = _workload(scope, f"vllm-{name}")
+    # The model folder sets the gateway's namespace and the environment label itself.
+    assert workload.resource.namespace == "inference"
+    labels = workload.resource.get("metadata", "labels")
+    assert labels["vllm-gitops.io/environment"] == env
     args = workload.engine_args
     assert workload.model == model
     assert workload.gpus == args.tensor_parallel_size * args.pipeline_parallel_size
@@ -45,6 +58,51 @@ def _assert_served(repo: Path, env: str, name: str, model: str) -> VllmWorkload:
     return workload
 
 
+def _sync_files(env: str, name: str) -> dict[str, tuple[tuple[str, ...], str, str]]:
+    """Sync file -> (path field, object name, path) of the model's Flux and Argo CD objects."""
+    folder = f"overlays/{env}/models/{name}"
+    return {f"clusters/{env}/flux/models/{name}.yaml": (("spec", "path"), f"model-{name}",
+                                                         f"./{folder}"),
+            f"clusters/{env}/argocd/models/{name}.yaml": (("spec", "source", "path"),
+                                                           f"{env}-model-{name}", folder)}
+
+
+def _listed(repo: Path, kustomization: str) -> list[str]:
+    return [str(entry) for entry in load_yaml(repo, kustomization)["resources"]]
+
+
+def _assert_synced(repo: Path, env: str, name: str) -> None:
+    """Both entry points sync the model folder on its own (each file listed), and each
+    cluster's render deploys the model."""
+    assert name in _listed(repo, f"overlays/{env}/models/kustomization.yaml")
+    for rel, (field, object_name, path) in _sync_files(env, name).items():
+        data = load_yaml(repo, rel)
+        assert data["metadata"]["name"] == object_name, rel
+        value = data
+        for key in field:
+            value = value[key]
+        assert value == path, rel
+        assert Path(rel).name in _listed(repo, f"{Path(rel).parent}/kustomization.yaml")
+        cluster = render(repo, str(Path(rel).parent.parent))
+        _workload(cluster, f"vllm-{name}")
+
+
+def _assert_gone(repo: Path, env: str, name: str) -> None:
+    assert not (repo / f"overlays/{env}/models/{name}").exists()
+    assert name not in _listed(repo, f"overlays/{env}/models/kustomization.yaml")
+    for rel in _sync_files(env, name):
+        assert not (repo / rel).exists(), rel
+        assert Path(rel).name not in _listed(repo, f"{Path(rel).parent}/kustomization.yaml")
+
+
+def _assert_clean(repo: Path) -> None:
+    """The whole repository validates and its routes are up to date."""
+    whole = validate(repo)
+    assert whole.code == 0 and "OK: 0 errors" in whole.stdout, whole.output
+    routes = routes_check(repo)
+    assert routes.code == 0 and "stale" not in routes.stdout, routes.output
+
+
 def test_small_model_in_dev_then_rerun_refuse_remove(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
     pristine = snapshot(repo)
@@ -52,9 +110,13 @@ def test_small_model_in_dev_then_rerun_refuse_remove(tmp_path: Path) -> None:
 
     added = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev")
     assert added.code == 0, added.output
-    assert "OK: 0 errors" in added.stdout and "git add overlays/dev" in added.stdout
+    assert "OK: 0 errors" in added.stdout and "git add clusters/dev overlays/dev" in added.stdout
+    assert "Flux Kustomization model-qwen3-0-6b" in added.stdout
+    assert "Argo CD Application dev-model-qwen3-0-6b" in added.stdout
     workload = _assert_served(repo, "dev", "qwen3-0-6b", "Qwen/Qwen3-0.6B")
     assert workload.gpus == 1
+    _assert_synced(repo, "dev", "qwen3-0-6b")
+    _assert_clean(repo)
     assert (repo / "overlays/dev/infrastructure/kustomization.yaml").read_text() == infra_before
 
     # Same arguments again: nothing to change, not a byte touched.
@@ -74,17 +136,20 @@ def test_small_model_in_dev_then_rerun_refuse_remove(tmp_path: Path) -> None:
     forced = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev", "--max-model-len", "8192",
                        "--force")
     assert forced.code == 0, forced.output
-    model_yaml = (repo / "overlays/dev/apps/models/qwen3-0-6b/model.yaml").read_text()
+    model_yaml = (repo / "overlays/dev/models/qwen3-0-6b/model.yaml").read_text()
     assert "- --max-model-len=8192" in model_yaml and "32768" not in model_yaml
 
     removed = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev", "--remove")
     assert removed.code == 0, removed.output
-    assert not (repo / "overlays/dev/apps/models/qwen3-0-6b").exists()
-    apps = (repo / "overlays/dev/apps/kustomization.yaml").read_text()
-    assert "models/qwen3-0-6b" not in apps and "models/qwen3\n" in apps
+    _assert_gone(repo, "dev", "qwen3-0-6b")
+    assert "qwen3" in _listed(repo, "overlays/dev/models/kustomization.yaml")
     assert "qwen3-0-6b" not in (repo / "overlays/dev/apps/models.yaml").read_text()
     assert "NodePools in infrastructure/ are left" in removed.stdout
+    assert "clusters/dev/flux/models/qwen3-0-6b.yaml" in removed.stdout
     assert snapshot(repo) == pristine  # removal undoes the addition exactly
+
+    gone = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev", "--remove")
+    assert gone.code == 2 and "there is no model 'qwen3-0-6b' in dev" in gone.stderr
 
 
 def test_70b_in_prod_adds_a_bigger_gpu_family_and_validates(tmp_path: Path) -> None:
@@ -104,18 +169,24 @@ def test_70b_in_prod_adds_a_bigger_gpu_family_and_validates(tmp_path: Path) -> N
     # It runs on the pool that was added, not on prod's 24 GB GPUs that cannot hold it.
     assert workload.scheduling.node_selector["karpenter.sh/nodepool"] == Path(added[0]).name
 
-    whole = validate(repo)
-    assert whole.code == 0, whole.output
+    _assert_synced(repo, "prod", "llama-3-1-70b-instruct")
+    _assert_clean(repo)
 
 
 def test_moe_in_staging_autoscaled_after_a_dry_run(tmp_path: Path) -> None:
+    """... and the new sync files keep what was customised in their sibling (qwen3's)."""
     repo = copy_repo(tmp_path / "repo")
+    flux = repo / "clusters/staging/flux/models/qwen3.yaml"
+    flux.write_text(flux.read_text().replace(
+        "interval: 10m", "interval: 20m  # qwen3 polls less often"))
     args = ("Qwen/Qwen3-30B-A3B", "--env", "staging", "--min-replicas", "1",
             "--max-replicas", "2")
     before = snapshot(repo)
     dry = new_model(repo, *args, "--dry-run")
     assert dry.code == 0, dry.output
-    assert "+++ b/overlays/staging/apps/models/qwen3-30b-a3b/model.yaml" in dry.stdout
+    assert "+++ b/overlays/staging/models/qwen3-30b-a3b/model.yaml" in dry.stdout
+    assert "+++ b/clusters/staging/flux/models/qwen3-30b-a3b.yaml" in dry.stdout
+    assert "+++ b/clusters/staging/argocd/models/qwen3-30b-a3b.yaml" in dry.stdout
     assert "Dry run: nothing written" in dry.stdout
     assert snapshot(repo) == before
 
@@ -126,3 +197,7 @@ def test_moe_in_staging_autoscaled_after_a_dry_run(tmp_path: Path) -> None:
     assert workload.flags.get("--reasoning-parser") == "qwen3"
     seqs = int(workload.flags["--max-num-seqs"] or 0)
     assert 1 <= seqs < 256  # sized for ~2k-token requests, not vLLM's default
+    _assert_synced(repo, "staging", "qwen3-30b-a3b")
+    added = (repo / "clusters/staging/flux/models/qwen3-30b-a3b.yaml").read_text()
+    assert "interval: 20m  # qwen3-30b-a3b polls less often" in added
+    _assert_clean(repo)

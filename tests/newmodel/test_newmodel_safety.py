@@ -70,10 +70,11 @@ def test_help_shows_an_example_for_each_option() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("steps", [1, 3, 6])
 def test_interrupted_write_restores_everything(tmp_path: Path, steps: int) -> None:
-    """Ctrl-C part-way through the writes (injected after N steps): no folder, no list entry,
-    no route, no NodePool is left behind, and no hidden temporary folder either."""
+    """Ctrl-C part-way through the writes (injected after N steps): no folder, no sync file,
+    no list entry, no route, no NodePool is left behind, and no hidden temporary folder
+    either."""
     repo = copy_repo(tmp_path / "repo")
     before = snapshot(repo)
     run = new_model(repo, "meta-llama/Llama-3.1-70B-Instruct", "--env", "prod",
@@ -115,19 +116,22 @@ def test_apply_rolls_back_at_every_step(tmp_path: Path, monkeypatch: pytest.Monk
     assert _tree(root) == {"list.yaml": "resources: [a, b]\n"}
 
 
-def test_list_edits_keep_comments_and_order() -> None:
-    path = "overlays/prod/apps/kustomization.yaml"
+@pytest.mark.parametrize(("path", "entries"), [
+    ("overlays/prod/models/kustomization.yaml", ("zz", "aa", "qwen3")),
+    ("clusters/prod/flux/models/kustomization.yaml", ("zz.yaml", "aa.yaml", "qwen3.yaml")),
+])
+def test_list_edits_keep_comments_and_order(path: str, entries: tuple[str, str, str]) -> None:
+    last, first, present = entries
     text = (REPO_ROOT / path).read_text()
-    added = add_resource(add_resource(text, "models/zz", path, "models/"), "models/aa", path,
-                         "models/")
+    added = add_resource(add_resource(text, last, path, ""), first, path, "")
     lines = added.splitlines()
-    models = [line for line in lines if line.strip().startswith("- models/")]
-    assert models == sorted(models) and "  - models/aa" in models
+    listed = [line for line in lines if line.startswith("  - ")]
+    assert listed == sorted(listed) and f"  - {first}" in listed and f"  - {last}" in listed
     assert [c for c in lines if c.startswith("#")] == [
         c for c in text.splitlines() if c.startswith("#")]
-    restored = remove_resource(remove_resource(added, "models/aa", path), "models/zz", path)
+    restored = remove_resource(remove_resource(added, first, path), last, path)
     assert restored == text
-    assert add_resource(text, "models/qwen3", path, "models/") == text
+    assert add_resource(text, present, path, "") == text
 
 
 @pytest.mark.slow

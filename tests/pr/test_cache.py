@@ -20,7 +20,7 @@ from vllm_gitops.schema.engine import JsonSchemaEngine
 from vllm_gitops.schema.locations import SchemaLocations
 from vllm_gitops.settings import load_settings
 
-MODEL = "overlays/dev/apps/models/qwen3/model.yaml"
+MODEL = "overlays/dev/models/qwen3/model.yaml"
 
 
 def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
@@ -35,8 +35,8 @@ def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
     edit_re(repo / MODEL, r"--tensor-parallel-size=\d+", "--tensor-parallel-size=3")
     edited = verdict(validate_repo())
     rendered_again = set(log.read_text().split())
-    # the model is rendered inside the apps folder Flux and Argo CD sync (test_coverage.py)
-    assert {p.split("/repo/")[-1] for p in rendered_again} == {"overlays/dev/apps"}
+    # only the model's folder: Flux and Argo CD sync each model on its own (test_coverage.py)
+    assert {p.split("/repo/")[-1] for p in rendered_again} == {"overlays/dev/models/qwen3"}
     assert edited != cold  # TP 3 does not divide the model's heads: the verdict changes
     uncached = verdict(validate_repo(env={"VLLM_GITOPS_NO_CACHE": "1"}))
     assert edited == uncached

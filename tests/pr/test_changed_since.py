@@ -10,8 +10,11 @@ from pr_support import edit_re
 
 from support import Run, run_tool
 
-PROD = {"overlays/prod/apps/models/qwen3", "overlays/prod/apps", "overlays/prod",
-        "clusters/prod/flux", "clusters/prod/argocd"}
+# the model, the aggregations listing it, and what syncs it (the entry points and the
+# folders of their per-model sync objects, which are checked within the entry points)
+PROD = {"overlays/prod/models/qwen3", "overlays/prod/models", "overlays/prod",
+        "clusters/prod/flux", "clusters/prod/argocd", "clusters/prod/flux/models",
+        "clusters/prod/argocd/models"}
 
 
 @pytest.fixture
@@ -30,13 +33,14 @@ def checked_targets(run: Run) -> set[str]:
 
 def test_one_model_edit_checks_its_environment(changed_since: Callable[..., Run],
                                                repo: Path) -> None:
-    edit_re(repo / "overlays/prod/apps/models/qwen3/model.yaml", r"--max-model-len=\d+",
+    edit_re(repo / "overlays/prod/models/qwen3/model.yaml", r"--max-model-len=\d+",
             "--max-model-len=999999")  # longer than the model allows: an error somewhere
     run = changed_since("--changed-since", "HEAD", "-f", "json")
     assert run.code == 1, run.output
     assert run.json()["summary"]["targets"] == len(PROD)
     assert checked_targets(run) <= PROD
-    assert "1 changed file(s) affect 5 of" in run.stderr
+    assert "1 changed file(s) affect 7 of" in run.stderr
+    assert run.json()["summary"]["scopes"] == 2  # the two entry points, the rest within them
 
 
 def test_nothing_changed_checks_nothing(changed_since: Callable[..., Run]) -> None:

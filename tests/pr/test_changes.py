@@ -121,10 +121,11 @@ def test_a_model_edit_selects_its_environment_only(world: tuple[Path, Settings, 
                                                                  dict[str, list[str]]]) -> None:
     repo, settings, targets, _ = world
     folders = {t.name: t.path for t in targets}
-    model = repo / "overlays/prod/apps/models/qwen3/model.yaml"
+    model = repo / "overlays/prod/models/qwen3/model.yaml"
     chosen = select_targets(folders, settings, {model}).names
-    assert chosen == {"overlays/prod/apps/models/qwen3", "overlays/prod/apps", "overlays/prod",
-                      "clusters/prod/flux", "clusters/prod/argocd"}
+    assert chosen == {"overlays/prod/models/qwen3", "overlays/prod/models", "overlays/prod",
+                      "clusters/prod/flux", "clusters/prod/argocd", "clusters/prod/flux/models",
+                      "clusters/prod/argocd/models"}
     base = select_targets(folders, settings, {repo / "base/vllm/statefulset.yaml"})
     assert {"base/vllm", "clusters/dev/flux", "overlays/staging"} <= base.names
     assert "base/litellm" not in base.names

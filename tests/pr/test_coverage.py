@@ -14,7 +14,7 @@ from vllm_gitops.changes import Closure
 from vllm_gitops.coverage import plan
 from vllm_gitops.pipeline import Target
 
-MODEL = "overlays/dev/apps/models/qwen3"
+MODEL = "overlays/dev/models/qwen3"
 CLUSTERS = {f"clusters/{env}/{tool}" for env in ("dev", "staging", "prod")
             for tool in ("flux", "argocd")}
 
@@ -32,9 +32,10 @@ def test_a_whole_run_renders_each_folder_once(validate_repo: Callable[..., Run],
     assert set(counts.values()) == {1}, counts
     # What Flux and Argo CD sync, plus the one base no environment includes (all its
     # NodePools); never a model, a base or an overlay on its own.
-    assert set(counts) == CLUSTERS | {f"overlays/{env}/{half}" for env in (
-        "dev", "staging", "prod") for half in ("apps", "infrastructure")} | {"base/karpenter"}
-    assert result["summary"]["targets"] == 31 and result["summary"]["scopes"] == 7
+    assert set(counts) == CLUSTERS | {f"overlays/{env}/{unit}" for env in (
+        "dev", "staging", "prod") for unit in ("apps", "infrastructure", "models/qwen3")} | {
+        "base/karpenter"}
+    assert result["summary"]["targets"] == 40 and result["summary"]["scopes"] == 7
 
 
 def test_a_defect_in_a_model_is_one_finding_in_the_clusters_that_run_it(
@@ -50,7 +51,7 @@ def test_a_defect_in_a_model_is_one_finding_in_the_clusters_that_run_it(
 
 def test_a_broken_model_is_reported_at_its_own_kustomization(
         validate_repo: Callable[..., Run], repo: Path) -> None:
-    """kustomize fails on the model, so on apps and everything that includes it: one finding,
+    """kustomize fails on the model, so on everything that includes it: one finding,
     at the model, from rendering the covered targets under the failed render on their own."""
     edit_re(repo / MODEL / "model.yaml", r"(?m)^(  name: \S+)$", r"\1-typo")
     result = verdict(validate_repo())

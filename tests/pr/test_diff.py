@@ -17,7 +17,7 @@ from pr_support import commit_all, edit, edit_re, git
 from support import REPO_ROOT, TIMEOUT_SECONDS, Run
 
 PROD = ("clusters/prod/argocd", "clusters/prod/flux")
-MODEL = "overlays/prod/apps/models/qwen3/model.yaml"
+MODEL = "overlays/prod/models/qwen3/model.yaml"
 
 
 def clusters(run: Run) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def test_immutable_and_data_loss_between_commits(diff: Callable[..., Run], repo:
     """--head REF: a volume resize, a headless Service made normal, a renamed model."""
     edit_re(repo / "base/vllm/statefulset.yaml", r"storage: \d+Gi", "storage: 999Gi")
     edit(repo / "base/vllm/service-headless.yaml", "  clusterIP: None\n  selector:", "  selector:")
-    kustomization = repo / "overlays/dev/apps/models/qwen3/kustomization.yaml"
+    kustomization = repo / "overlays/dev/models/qwen3/kustomization.yaml"
     edit(kustomization, "nameSuffix: -qwen3", "nameSuffix: -qwen3-small")
     head = commit_all(repo, "resize, headless, rename")
     found = clusters(diff("--base", "HEAD~1", "--head", head, "--format", "json"))

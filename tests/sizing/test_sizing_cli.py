@@ -88,7 +88,7 @@ def test_plan_overlays_prod_end_to_end() -> None:
     assert (workload["model"], workload["replicas"], workload["max_replicas"]) == (
         "Qwen/Qwen3-14B", 2, 3)  # the HPA of overlays/prod bounds the StatefulSet
     assert (workload["instance_type"], workload["usd_per_hour"]) == ("g6.12xlarge", 4.6016)
-    assert workload["file"] == "overlays/prod/apps/models/qwen3/model.yaml"
+    assert workload["file"] == "overlays/prod/models/qwen3/model.yaml"
     # PATH mode reads the same flags a researcher would type: both answers agree exactly.
     direct = run_plan("--model", "Qwen/Qwen3-14B", "--instance-type", "g6.12xlarge",
                       "--tensor-parallel-size", "4", "--max-model-len", "32768",

@@ -200,8 +200,9 @@ def test_clean_input_is_exit_0(validate: Callable[..., Any], scratch_repo: Path)
     assert_no_crash(run)
     assert run.code == 0
     context, summary = run.stdout.splitlines()
-    # The kustomize in use is whichever is found (a standalone one first), hence the pattern.
-    assert re.fullmatch(r"checked with kustomize v5\.\d+\.\d+ \((kubectl )?kustomize( build)?\), "
+    # The kustomize in use is whichever is found (kustomize-batch first), hence the pattern.
+    assert re.fullmatch(r"checked with kustomize v5\.\d+\.\d+ "
+                        r"\((kubectl )?kustomize(-batch| build)?\), "
                         r"Kubernetes 1\.34\.0 schemas, jsonschema engine", context), context
     assert summary == "OK: 0 errors, 0 warnings in 1 targets (1 resources)"
 

@@ -186,8 +186,22 @@ def _synced_in_file(path: Path) -> tuple[str, ...]:
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _SYNCED_IN_FILE:
         _SYNCED_IN_FILE[key] = tuple(found for data in _documents(path) for found in (
-            *_document_sync_paths(data), *_inline_patch_paths(data)))
+            *_document_sync_paths(data), *_inline_patch_paths(data))) if _may_sync(path) else ()
     return _SYNCED_IN_FILE[key]
+
+
+# Text every document that can name a sync path contains: a Flux Kustomization's or an Argo CD
+# Application's apiVersion, or a kustomization's inline patch (which may change such a path).
+SYNC_MARKERS = (b"fluxcd.io", b"argoproj.io", b"patch:")
+
+
+def _may_sync(path: Path) -> bool:
+    """Whether the file is worth parsing for sync paths (most files of a closure are not)."""
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return False
+    return any(marker in text for marker in SYNC_MARKERS)
 
 
 def gitops_paths(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str]]:

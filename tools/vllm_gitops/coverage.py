@@ -1,15 +1,16 @@
 """Which targets are checked inside another: each kustomization is rendered once.
 
 kustomize builds a folder that another kustomization includes exactly as it builds it alone,
-then applies the includer's changes (namespace, labels, patches). So a model folder inside its
-environment's `apps`, a base inside every overlay, or an overlay a cluster entry point syncs is
-already rendered, and checked, as part of the bigger target: in the context it is deployed in
-(its namespace, the gateway, the NodePools). Rendering and checking it again alone would repeat
+then applies the includer's changes (namespace, labels, patches). So a base inside every
+overlay, or an overlay a cluster entry point syncs (`apps`, each model folder) is already
+rendered, and checked, as part of the bigger target: in the context it is deployed in (beside
+the gateway, the other models, the NodePools). Rendering and checking it again alone would repeat
 the work and judge it without that context. Such a target is *covered*; the biggest scopes
 (cluster entry points first) are *checked*.
 
-A kustomization that only lists other kustomization folders (`overlays/prod`: infrastructure
-and apps) renders nothing of its own: it is covered when each folder it lists is.
+A kustomization that only lists other kustomization folders (`overlays/prod`: infrastructure,
+apps and models; `overlays/prod/models`: one folder per model) renders nothing of its own: it
+is covered when each folder it lists is.
 
 The plan is read from the source files (changes.py) and confirmed after rendering: a target is
 covered only by a scope whose render of an including folder succeeded. A target under a render

@@ -3,18 +3,29 @@
 kustomize runs as a subprocess with its load restrictor on. The target is wrapped in a
 throwaway kustomization that asks kustomize to annotate every object with the file it came
 from (`buildMetadata`), which is how findings point at the repository's own files.
+
+When `make` has built `.bin/kustomize-batch` (tools/kustomize-batch: kustomize's own library at
+the pinned release, answering `kustomize build` for one folder per input line), renders go to
+a few long-running processes of it instead of one `kustomize build` process each: a model
+folder then costs about 25 ms instead of 150 ms, most of which is a new process parsing
+Kubernetes' OpenAPI schema for its strategic-merge patches.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import IO, Any
 
 from vllm_gitops.errors import ToolError
 
@@ -24,6 +35,7 @@ ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 # A GOGC the user sets wins.
 GOGC = "400"
 TRANSFORMATIONS_ANNOTATION = "alpha.config.kubernetes.io/transformations"
+BATCH_BINARY = Path(__file__).resolve().parents[2] / ".bin" / "kustomize-batch"
 # https://kubectl.docs.kubernetes.io/references/kustomize/kustomization/buildmetadata/
 _WRAPPER = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -47,6 +59,8 @@ class RenderFailed(Exception):
 class Renderer:
     command: tuple[str, ...]  # e.g. ("kustomize", "build") or (".../kubectl", "kustomize")
     timeout_seconds: float
+    # kustomize-batch processes when command is that program, else None (one process a render)
+    servers: BatchServers | None = field(default=None, compare=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -62,13 +76,16 @@ class Renderer:
             return self._run(wrapper, repo_root), wrapper.resolve()
 
     def _run(self, folder: Path, repo_root: Path) -> str:
-        env = {"GOGC": GOGC, **os.environ, "GIT_TERMINAL_PROMPT": "0",
-               "KUSTOMIZE_PLUGIN_HOME": "/nonexistent"}
+        if self.servers is not None:
+            reply = self.servers.build(folder, self.timeout_seconds)
+            if "output" in reply:
+                return str(reply["output"])
+            raise RenderFailed(_readable_error(str(reply.get("error")), folder, repo_root))
         try:
             done = subprocess.run(
                 [*self.command, str(folder)],
                 capture_output=True, text=True, timeout=self.timeout_seconds,
-                stdin=subprocess.DEVNULL, env=env, check=False,
+                stdin=subprocess.DEVNULL, env=_environment(), check=False,
             )
         except subprocess.TimeoutExpired:
             raise RenderFailed(f"kustomize did not finish in {self.timeout_seconds:.0f} s",
@@ -80,8 +97,106 @@ class Renderer:
         return done.stdout
 
 
+def _environment() -> dict[str, str]:
+    return {"GOGC": GOGC, **os.environ, "GIT_TERMINAL_PROMPT": "0",
+            "KUSTOMIZE_PLUGIN_HOME": "/nonexistent"}
+
+
+class _BatchServer:
+    """One kustomize-batch process: a folder per line in, a JSON reply per line out."""
+
+    def __init__(self, binary: str) -> None:
+        # its stderr, for the message if it dies; open as long as the process runs
+        self.errors: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
+                text=True, encoding="utf-8", env=_environment())
+        except OSError as exc:
+            self.errors.close()
+            raise ToolError(f"cannot run {binary}: {exc.strerror}") from None
+
+    def ask(self, folder: Path, timeout_seconds: float) -> dict[str, Any]:
+        """The reply for one folder; RenderFailed when the process hangs or dies."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(f"{folder}\n")
+            stdin.flush()
+        except OSError:
+            raise RenderFailed(self._died(), transient=True) from None
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(stdout, selectors.EVENT_READ)
+            if not waiting.select(timeout_seconds):
+                raise RenderFailed(f"kustomize did not finish in {timeout_seconds:.0f} s",
+                                   transient=True)
+        line = stdout.readline()
+        try:
+            reply: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise RenderFailed(self._died() if not line else f"kustomize-batch said {line!r}",
+                               transient=True) from None
+        return reply
+
+    def _died(self) -> str:
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its output ended but it runs on: end it
+            self.process.kill()
+            self.process.wait()
+        self.errors.seek(0)
+        last = self.errors.read()[-2000:].strip()
+        return f"kustomize-batch stopped (exit {self.process.returncode})" + (
+            f": {last}" if last else "")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.close()  # the program ends at the end of its input
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.errors.close()
+
+
+class BatchServers:
+    """kustomize-batch processes shared by a renderer's threads: each render takes an idle
+    one (or starts one), so there are as many as renders ever ran at once. They stop when
+    the renderer is dropped (find_renderer keeps one per process: at its exit)."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self._idle: list[_BatchServer] = []
+        self._lock = threading.Lock()
+        weakref.finalize(self, _stop_all, self._idle)
+
+    def build(self, folder: Path, timeout_seconds: float) -> dict[str, Any]:
+        with self._lock:
+            server = self._idle.pop() if self._idle else None
+        if server is not None and server.process.poll() is not None:
+            server.stop()  # ended while idle (killed): not a failure of this render
+            server = None
+        server = server or _BatchServer(self.binary)
+        try:
+            reply = server.ask(folder, timeout_seconds)
+        except BaseException:
+            server.stop()  # hung or dead: never reused
+            raise
+        with self._lock:
+            self._idle.append(server)
+        return reply
+
+
+def _stop_all(servers: list[_BatchServer]) -> None:
+    while servers:
+        servers.pop().stop()
+
+
 def _readable_error(stderr: str, wrapper: Path, repo_root: Path) -> str:
-    text = stderr.strip().removeprefix("Error: ").replace(str(repo_root.resolve()) + "/", "")
+    text = stderr.strip().removeprefix("Error: ").removeprefix("error: ")  # kustomize, kubectl
+    text = text.replace(str(repo_root.resolve()) + "/", "")
     rel_root = os.path.relpath(repo_root.resolve(), wrapper.resolve())
     text = text.replace(rel_root + "/", "").replace(str(wrapper.resolve()), "<target>")
     return text or "kustomize failed without a message"
@@ -89,13 +204,15 @@ def _readable_error(stderr: str, wrapper: Path, repo_root: Path) -> str:
 
 @cache
 def find_renderer(explicit: str | None, timeout_seconds: float) -> Renderer:
-    """A standalone `kustomize` on PATH if there is one, else the pinned `kubectl kustomize`."""
+    """The binary the settings name; else the project's `.bin/kustomize-batch` (built by
+    `make`); else a standalone `kustomize` on PATH; else the pinned `kubectl kustomize`."""
     if explicit:
         path = shutil.which(explicit)
         if path is None:
             raise ToolError(f"kustomize binary {explicit!r} (from settings) not found")
-        sub = ("build",) if Path(path).name.startswith("kustomize") else ("kustomize",)
-        return Renderer((path, *sub), timeout_seconds)
+        return renderer_for(path, timeout_seconds)
+    if os.access(BATCH_BINARY, os.X_OK):
+        return renderer_for(str(BATCH_BINARY), timeout_seconds)
     standalone = shutil.which("kustomize")
     if standalone:
         return Renderer((standalone, "build"), timeout_seconds)
@@ -110,10 +227,18 @@ def find_renderer(explicit: str | None, timeout_seconds: float) -> Renderer:
     return Renderer((kubectl, "kustomize"), timeout_seconds)
 
 
+def renderer_for(path: str, timeout_seconds: float) -> Renderer:
+    name = Path(path).name
+    if name.startswith(BATCH_BINARY.name):
+        return Renderer((path,), timeout_seconds, BatchServers(path))
+    sub = ("build",) if name.startswith("kustomize") else ("kustomize",)
+    return Renderer((path, *sub), timeout_seconds)
+
+
 def renderer_version(renderer: Renderer) -> str:
     """kustomize's version string, for reports (best effort)."""
     args = [renderer.command[0], "version"]
-    if renderer.command[1] == "kustomize":
+    if renderer.command[1:2] == ("kustomize",):
         args.append("--client")
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False).stdout

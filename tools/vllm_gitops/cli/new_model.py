@@ -19,6 +19,7 @@ from vllm_gitops.cli.common import guarded, new_app
 from vllm_gitops.errors import EXIT_FINDINGS, EXIT_OK
 from vllm_gitops.newmodel import inputs
 from vllm_gitops.newmodel.run import Outcome, Refused, run
+from vllm_gitops.newmodel.scaffold import folder_of, models_list
 from vllm_gitops.newmodel.transaction import apply
 from vllm_gitops.pipeline import Report
 from vllm_gitops.report.text import render
@@ -33,7 +34,12 @@ Examples:
   tools/new-model Qwen/Qwen3-30B-A3B --env staging --dry-run  # diff only, write nothing
   tools/new-model Qwen/Qwen3-8B --env dev --remove            # take it out again
 
-After a run: git add overlays/<env> && open a pull request (CI runs make validate)."""
+Writes overlays/<env>/models/<name>/, lists it in overlays/<env>/models/kustomization.yaml,
+writes its sync files clusters/<env>/flux/models/<name>.yaml (Flux Kustomization) and
+clusters/<env>/argocd/models/<name>.yaml (Argo CD Application), each listed in its folder's
+kustomization.yaml, and regenerates overlays/<env>/apps/models.yaml (LiteLLM routes).
+After a run: git add overlays/<env> clusters/<env> && open a pull request (CI runs make
+validate)."""
 
 app = new_app()
 
@@ -82,14 +88,15 @@ def main(
         "--force", help="Replace an existing model folder with other settings, e.g. rerun "
         "with --force --max-model-len 16384.")] = False,
     remove: Annotated[bool, typer.Option(
-        "--remove", help="Take the model out of the environment (folder, list entry, routes; "
-        "NodePools stay), e.g. --remove.")] = False,
+        "--remove", help="Take the model out of the environment (folder, its Flux and Argo CD "
+        "files, list entries, routes; NodePools stay), e.g. --remove.")] = False,
     keep_on_error: Annotated[bool, typer.Option(
         "--keep-on-error", help="Write the files even when validation finds errors (to fix "
         "them by hand), e.g. --keep-on-error.")] = False,
 ) -> None:
     """Add a model to an environment: pick GPUs with the sizing engine, write
-    overlays/<env>/apps/models/<name>/, list it, regenerate the routes, validate."""
+    overlays/<env>/models/<name>/ and the Flux Kustomization and Argo CD Application that sync
+    it (clusters/<env>/*/models/<name>.yaml), list them, regenerate the routes, validate."""
 
     def body() -> int:
         root = find_repo_root(Path.cwd())
@@ -171,8 +178,7 @@ def _summary(console: Console, outcome: Outcome, dry_run: bool, written: bool) -
     for path in paths:
         console.print(f"  {path}")
     if written:
-        folders = sorted({f"overlays/{req.env}" if p.startswith("overlays/")
-                          else p.rsplit("/", 1)[0] for p in paths})
+        folders = sorted({_git_folder(path, req.env) for path in paths})
         console.print(f"Next: git add {' '.join(folders)} && open a pull request "
                       "(CI runs make validate)")
     elif dry_run:
@@ -181,13 +187,27 @@ def _summary(console: Console, outcome: Outcome, dry_run: bool, written: bool) -
         console.print("Nothing written (validation failed; --keep-on-error writes anyway).")
 
 
+def _git_folder(path: str, env: str) -> str:
+    """What `git add` takes for a changed file: the environment's folder, else its own."""
+    for top in ("overlays", "clusters"):
+        if path.startswith(f"{top}/{env}/"):
+            return f"{top}/{env}"
+    return path.rsplit("/", 1)[0]
+
+
 def _rows(outcome: Outcome) -> list[tuple[str, str]]:
     req = outcome.request
-    rows = [("model", f"{req.model_id} -> folder overlays/{req.env}/apps/models/{req.name}")]
+    listed = "" if req.remove else f", listed in {models_list(req.env)}"
+    rows = [("model", f"{req.model_id} -> folder {folder_of(req)}{listed}")]
     if req.remove:
-        rows.append(("removed", "model folder, its entry in apps/kustomization.yaml and its "
-                     "route; NodePools in infrastructure/ are left as they are (other models "
-                     "may use them): remove one by hand if nothing needs it"))
+        files = ", ".join(u.path for u in outcome.sync if u.path in outcome.changes.files)
+        rows.append(("removed", f"model folder and its entry, its sync files ({files or 'none'}) "
+                     "and their entries, its route; NodePools in infrastructure/ are left as "
+                     "they are (other models may use them): remove one by hand if nothing "
+                     "needs it"))
+    else:
+        rows += [("synced by", "\n".join(f"{u.tool.label} {u.name} ({u.path}, listed in "
+                                         f"{u.listing})" for u in outcome.sync) or "nothing")]
     choice, sizing = outcome.choice, outcome.sizing
     if choice is not None and sizing is not None:
         inst = choice.instance

@@ -1,4 +1,5 @@
-"""`tools/routes [--check]`: regenerate each overlay's LiteLLM models.yaml from its models."""
+"""`tools/routes [--check]`: regenerate each gateway's LiteLLM models.yaml from the models
+deployed beside it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Annotated
 import typer
 
 from vllm_gitops.cli.common import guarded, new_app, write_output
-from vllm_gitops.pipeline import load_scopes
-from vllm_gitops.routes import expected_routes_text, routes_files
-from vllm_gitops.settings import find_repo_root
+from vllm_gitops.pipeline import ScopeLoader
+from vllm_gitops.routes import expected_routes_text, routes_files, routes_scope
+from vllm_gitops.settings import find_repo_root, load_settings
 
 app = new_app()
 
@@ -22,9 +23,10 @@ def main(check: Annotated[bool, typer.Option(help="Only report stale files; exit
 
     def body() -> int:
         root = find_repo_root(Path.cwd())
+        loader = ScopeLoader(load_settings(root))
         stale = 0
         for path in routes_files(root):
-            scope = load_scopes([path.parent], root)[0]
+            scope = routes_scope(path, loader)
             expected = expected_routes_text(scope)
             rel = path.relative_to(root)
             if path.read_text(encoding="utf-8") == expected:

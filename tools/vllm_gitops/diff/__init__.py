@@ -90,7 +90,7 @@ def render_clusters(root: Path) -> dict[str, Scope]:
     memo: dict[Path, Closure] = {}  # closures shared between the targets
     # What they sync (transitively) renders in the same parallel batch.
     folders = {unit for t in targets for unit in scope_units(t.path, root, memo)}
-    loader = ScopeLoader(settings)
+    loader = ScopeLoader(settings, closures=memo)
     loader.prefetch(sorted(f for f in folders if f.is_dir()))
     return {t.name: loader.load(t) for t in targets}
 

@@ -1,5 +1,6 @@
-"""Round-trip edits of a kustomization's `resources` list (ruamel.yaml: comments, order and
-quoting survive; only the one list entry changes)."""
+"""Round-trip edits of YAML files (ruamel.yaml: comments, order and quoting survive; only
+what is edited changes): a kustomization's `resources` list, and mappings loaded to be edited
+by the caller (`load_mapping`, `dump`)."""
 
 from __future__ import annotations
 
@@ -21,20 +22,20 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _load(text: str, path: str) -> tuple[YAML, CommentedMap]:
-    yaml = _yaml()
+def load_mapping(text: str, path: str) -> CommentedMap:
+    """One YAML document that must be a mapping, for a round-trip edit."""
     try:
-        data = yaml.load(text)
+        data = _yaml().load(text)
     except YAMLError as exc:
         raise ToolError(f"cannot parse: {exc}", file=path) from None
     if not isinstance(data, CommentedMap):
-        raise ToolError("expected a kustomization (a YAML mapping)", file=path)
-    return yaml, data
+        raise ToolError("expected a YAML mapping", file=path)
+    return data
 
 
-def _dump(yaml: YAML, data: Any) -> str:
+def dump(data: Any) -> str:
     out = io.StringIO()
-    yaml.dump(data, out)
+    _yaml().dump(data, out)
     return out.getvalue()
 
 
@@ -50,7 +51,7 @@ def _resources(data: CommentedMap, path: str) -> CommentedSeq:
 def add_resource(text: str, entry: str, path: str, group_prefix: str) -> str:
     """`text` with `entry` in `resources`: after the last entry starting with `group_prefix`
     (alphabetically among them when possible), else at the end. Unchanged when present."""
-    yaml, data = _load(text, path)
+    data = load_mapping(text, path)
     resources = _resources(data, path)
     if entry in [str(item) for item in resources]:
         return text
@@ -60,7 +61,7 @@ def add_resource(text: str, entry: str, path: str, group_prefix: str) -> str:
         later = [i for i in group if str(resources[i]) > entry]
         position = later[0] if later else group[-1] + 1
     _insert(resources, position, entry)
-    return _dump(yaml, data)
+    return dump(data)
 
 
 def _insert(seq: CommentedSeq, position: int, entry: str) -> None:
@@ -75,7 +76,7 @@ def _insert(seq: CommentedSeq, position: int, entry: str) -> None:
 
 def remove_resource(text: str, entry: str, path: str) -> str:
     """`text` without `entry` in `resources` (unchanged when absent)."""
-    yaml, data = _load(text, path)
+    data = load_mapping(text, path)
     resources = _resources(data, path)
     items = [str(item) for item in resources]
     if entry not in items:
@@ -86,9 +87,4 @@ def remove_resource(text: str, entry: str, path: str) -> str:
     # A comment written after the last item belongs after the new last item.
     if comment is not None and index == len(resources) and index > 0:
         resources.ca.items[index - 1] = comment
-    return _dump(yaml, data)
-
-
-def has_resource(text: str, entry: str, path: str) -> bool:
-    _, data = _load(text, path)
-    return entry in [str(item) for item in _resources(data, path)]
+    return dump(data)

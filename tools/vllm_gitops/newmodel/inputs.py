@@ -76,15 +76,25 @@ def check_model_id(model_id: str) -> None:
                         "e.g. Qwen/Qwen3-8B)")
 
 
+# An environment is an overlay with model folders or a gateway (overlays/<env>/<part>).
+ENV_PARTS = ("models", "apps")
+
+
+def known_envs(repo_root: Path) -> list[str]:
+    overlays = repo_root / "overlays"
+    folders = overlays.iterdir() if overlays.is_dir() else ()
+    return sorted(p.name for p in folders
+                  if any((p / part / "kustomization.yaml").is_file() for part in ENV_PARTS))
+
+
 def check_env(repo_root: Path, env: str) -> Path:
     """The environment's overlay folder; exit 2 when it does not exist."""
-    overlays = repo_root / "overlays"
-    known = sorted(p.name for p in overlays.iterdir()
-                   if (p / "apps" / "kustomization.yaml").is_file()) if overlays.is_dir() else []
+    known = known_envs(repo_root)
     if not _DNS_LABEL.match(env) or env not in known:
         raise ToolError(f"unknown environment {env!r}: expected one of "
-                        f"{', '.join(known) or '(none)'} (folders overlays/<env>/apps)")
-    return overlays / env
+                        f"{', '.join(known) or '(none)'} (folders overlays/<env> with a "
+                        "models/ or apps/ kustomization)")
+    return repo_root / "overlays" / env
 
 
 def check_name_shape(name: str) -> None:

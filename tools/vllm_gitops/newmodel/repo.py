@@ -29,6 +29,9 @@ VLLM_BASE = "base/vllm"
 COMPONENTS = "base/components"
 NODEPOOLS = "base/karpenter/nodepools"
 POOL_LABEL = "karpenter.sh/nodepool"
+# What a model folder repeats from its environment's gateway when the gateway says nothing.
+DEFAULT_NAMESPACE = "inference"
+ENV_LABEL = "vllm-gitops.io/environment"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,16 @@ class Base:
         return {}
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """What every model folder of an environment repeats from its gateway's kustomization:
+    the namespace (the routes point there) and the environment labels (no selectors)."""
+
+    folder: str  # overlays/<env>/apps
+    namespace: str
+    labels: dict[str, str] = field(hash=False)
+
+
 class Repo:
     """Reads (and renders, with the real kustomize) what the generator needs."""
 
@@ -127,11 +140,26 @@ class Repo:
                 sources[pool.name] = PoolSource(rel, pool)
         return sources
 
+    def gateway(self, env: str) -> Gateway:
+        folder = f"overlays/{env}/apps"
+        kfile = self.root / folder / "kustomization.yaml"
+        docs = source_documents(kfile) if kfile.is_file() else ()
+        data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
+        entries = [e.get("pairs") for e in data.get("labels") or []
+                   if isinstance(e, dict) and not e.get("includeSelectors")]
+        labels = next((p for p in entries if isinstance(p, dict) and p), {ENV_LABEL: env})
+        return Gateway(folder, str(data.get("namespace") or DEFAULT_NAMESPACE),
+                       {str(k): str(v) for k, v in labels.items()})
+
     def gpus_in_use(self, env: str, skip: str) -> dict[str, int]:
         """GPUs per NodePool the environment's vLLM servers take at their minimum replicas
-        (the StatefulSet named `skip`, the model being replaced, excluded)."""
+        (the StatefulSet named `skip`, the model being replaced, excluded), in the render of
+        everything the environment runs (overlays/<env>: infrastructure, apps, models)."""
+        overlay = f"overlays/{env}"
+        if not (self.root / overlay / "kustomization.yaml").is_file():
+            return {}
         used: dict[str, int] = {}
-        for server in find_vllm_workloads(self.render(f"overlays/{env}/apps")):
+        for server in find_vllm_workloads(self.render(overlay)):
             pool = server.scheduling.node_selector.get(POOL_LABEL)
             if pool and server.resource.name != skip:
                 used[pool] = used.get(pool, 0) + (server.gpus or 0) * server.replicas

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Finding, Severity
-from vllm_gitops.newmodel import edit, inputs, scaffold
+from vllm_gitops.newmodel import edit, inputs, scaffold, sync
 from vllm_gitops.newmodel.choose import Choice, Constraints, choose, offers
 from vllm_gitops.newmodel.inputs import Request
 from vllm_gitops.newmodel.repo import POOL_LABEL, Base, Infrastructure, Repo
+from vllm_gitops.newmodel.sync import SyncFile
 from vllm_gitops.newmodel.transaction import (
     ChangeSet,
     effective,
@@ -22,7 +23,7 @@ from vllm_gitops.newmodel.transaction import (
 )
 from vllm_gitops.pipeline import Report, ScopeLoader, Target, discover_targets, validate
 from vllm_gitops.resources import Resource
-from vllm_gitops.routes import Route, expected_routes_text, routes_files, routes_of
+from vllm_gitops.routes import Route, expected_routes_text, routes_files, routes_of, routes_scope
 from vllm_gitops.settings import load_settings
 from vllm_gitops.sizing.engine_args import EngineArgs
 from vllm_gitops.sizing.karpenter import KarpenterChoice
@@ -33,7 +34,6 @@ from vllm_gitops.sizing.startup import GP3_DEFAULT_MIB_S
 from vllm_gitops.sizing.version import DEFAULT_VERSION, parse_version
 from vllm_gitops.sizing.workload import find_vllm_workloads
 
-MODELS_PREFIX = "models/"
 GPU = "nvidia.com/gpu"
 
 
@@ -60,6 +60,7 @@ class Outcome:
     new_errors: list[Finding] = field(default_factory=list)
     old_errors: int = 0
     notes: list[str] = field(default_factory=list)
+    sync: list[SyncFile] = field(default_factory=list)  # written (or deleted by --remove)
 
     @property
     def nothing_to_change(self) -> bool:
@@ -102,36 +103,72 @@ def _choose(req: Request, model: ModelSpec, repo: Repo, base: Base,
 
 
 def plan_changes(req: Request, root: Path, outcome: Outcome) -> tuple[ChangeSet, Base]:
-    """The change set before routes: model folder, list entries, infrastructure."""
+    """The change set before routes: model folder, its sync files, list entries,
+    infrastructure."""
     repo = Repo(root)
     base = repo.base()
     inputs.check_name(req.name, max(base.object_names, key=len))
     inputs.check_statefulset_name(f"{base.statefulset.name}-{req.name}")
-    folder = scaffold.folder_of(req)
-    apps = f"overlays/{req.env}/apps/kustomization.yaml"
-    apps_text = read_text(root, apps) or ""
-    entry = folder.removeprefix(f"overlays/{req.env}/apps/")
-    changes = ChangeSet()
     if req.remove:
-        if not (root / folder).is_dir() and not edit.has_resource(apps_text, entry, apps):
-            raise ToolError(f"there is no model {req.name!r} in {req.env} ({folder})")
-        changes.folders[folder] = None
-        changes.files[apps] = edit.remove_resource(apps_text, entry, apps)
-        return changes, base
+        outcome.sync = sync.to_remove(root, req.env, req.name)
+        return _removal(req, root, outcome.sync), base
     model = outcome.model = model_spec(req, root)
     infra = repo.infrastructure(req.env)
     infra.gpus_in_use = repo.gpus_in_use(req.env, f"{base.statefulset.name}-{req.name}")
     choice = outcome.choice = _choose(req, model, repo, base, infra)
     pool = choice.offer.pool
     node_class = infra.node_classes.get(pool.node_class or "")
-    files, outcome.sizing = scaffold.model_files(req, choice, model, base, node_class, root)
-    changes.folders[folder] = {Path(p).name: text for p, text in files.items()}
-    changes.files[apps] = edit.add_resource(apps_text, entry, apps, MODELS_PREFIX)
+    folder = scaffold.folder_of(req)
+    gateway = repo.gateway(req.env)
+    units = outcome.sync = sync.to_add(root, req.env, req.name, folder, gateway.namespace)
+    if not units:
+        outcome.notes.append(f"no clusters/{req.env}/{{flux,argocd}}/models/kustomization.yaml: "
+                             "nothing deploys the model folder; add its Flux Kustomization "
+                             "or Argo CD Application by hand")
+    files, outcome.sizing = scaffold.model_files(req, choice, model, base, node_class, root,
+                                                 gateway, units)
+    changes = ChangeSet(files={unit.path: unit.text for unit in units},
+                        folders={folder: {Path(p).name: text for p, text in files.items()}})
+    changes.files.update(_edit_lists(root, _lists(req, units), remove=False))
     if choice.offer.pool_folder_to_add:
         changes.files.update(_add_pool(root, req.env, choice.offer.pool_folder_to_add))
     if req.model_config is not None:
         changes.files.update(_catalog_entry(root, req))
     return changes, base
+
+
+def _removal(req: Request, root: Path, units: list[SyncFile]) -> ChangeSet:
+    """Folder, sync files and list entries go; an error when none of them is there."""
+    folder = scaffold.folder_of(req)
+    changes = ChangeSet(files={unit.path: None for unit in units}, folders={folder: None})
+    changes.files.update(_edit_lists(root, _lists(req, units), remove=True))
+    if not effective(changes, root).paths():
+        raise ToolError(f"there is no model {req.name!r} in {req.env}: no folder {folder}, no "
+                        f"entry in {scaffold.models_list(req.env)}, no clusters/{req.env}/"
+                        f"*/models/{req.name}.yaml")
+    return changes
+
+
+def _lists(req: Request, units: list[SyncFile]) -> list[tuple[str, str]]:
+    """(kustomization, entry) of every list that names the model."""
+    return [(scaffold.models_list(req.env), req.name), *[(u.listing, u.entry) for u in units]]
+
+
+def _edit_lists(root: Path, lists: list[tuple[str, str]], remove: bool) -> dict[str, str]:
+    """Each list with the entry added (sorted among the others) or removed."""
+    out = {}
+    for path, entry in lists:
+        text = read_text(root, path)
+        if text is None and remove:
+            continue
+        if text is None:
+            overlay = Path(path).parent.parent.as_posix()
+            raise ToolError(f"{path} not found: create it (a kustomization whose resources "
+                            f"list the model folders) and list `models` in {overlay}/"
+                            "kustomization.yaml")
+        out[path] = (edit.remove_resource(text, entry, path) if remove
+                     else edit.add_resource(text, entry, path, ""))
+    return out
 
 
 def _catalog_entry(root: Path, req: Request) -> dict[str, str]:
@@ -154,19 +191,17 @@ def _add_pool(root: Path, env: str, pool_folder: str) -> dict[str, str]:
 
 
 def regenerate_routes(staged: Path, env: str, changes: ChangeSet) -> None:
-    """The same generator as `tools/routes`, on the staged environment."""
-    apps = staged / "overlays" / env / "apps"
-    for path in routes_files(staged):
-        if path.parent != apps:
-            continue
-        loader = ScopeLoader(load_settings(staged))
-        rel = path.parent.relative_to(staged).as_posix()
-        scope = loader.load(Target(path.parent, rel, "paths"))
-        _check_unique_routes(list(routes_of(scope)))
-        text = expected_routes_text(scope)
-        if path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            changes.files[path.relative_to(staged).as_posix()] = text
+    """The environment's gateway routes, by the same generator as `tools/routes` (the models
+    deployed beside the gateway: routes.routes_scope), on the staged copy."""
+    path = staged / scaffold.routes_file(env)
+    if path not in routes_files(staged):
+        return
+    scope = routes_scope(path, ScopeLoader(load_settings(staged)))
+    _check_unique_routes(list(routes_of(scope)))
+    text = expected_routes_text(scope)
+    if path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+        changes.files[path.relative_to(staged).as_posix()] = text
 
 
 def _check_unique_routes(found: list[tuple[Resource, Route | None]]) -> None:
@@ -181,8 +216,8 @@ def _check_unique_routes(found: list[tuple[Resource, Route | None]]) -> None:
 
 
 def env_targets(root: Path, env: str) -> list[Target]:
-    """The environment's overlay (with its apps, infrastructure, model folders) and its
-    cluster entry points."""
+    """The environment's overlay (infrastructure, apps, models and each model folder) and its
+    cluster entry points (which sync each model folder on its own)."""
     settings = load_settings(root)
     prefixes = (f"overlays/{env}/", f"clusters/{env}/")
     return [t for t in discover_targets(settings)

@@ -94,7 +94,8 @@ def _diff(rel: str, before: str | None, after: str | None) -> str:
 @contextmanager
 def staging_copy(root: Path) -> Iterator[Path]:
     """A private copy of the repository (without .git, .venv and caches), removed after."""
-    parent = Path(tempfile.mkdtemp(prefix="vllm-gitops-new-model-"))
+    # Resolved: tools compare paths of the copy with its (resolved) repository root.
+    parent = Path(tempfile.mkdtemp(prefix="vllm-gitops-new-model-")).resolve()
     try:
         copy = parent / "repo"
         shutil.copytree(root, copy, symlinks=True,

@@ -87,6 +87,13 @@ def _parse_litellm_configs(scope: Scope) -> Iterator[LiteLLMConfig]:
                                     documents[0].field_lines)
 
 
+def judges_routes(scope: Scope) -> bool:
+    """Whether routes are judged in this scope: a whole cluster, or anything holding vLLM
+    servers. A gateway folder rendered without its models (overlays/<env>/apps, whose models
+    are sync units of their own) is judged in its cluster instead."""
+    return scope.kind == "cluster" or any(True for _ in vllm_servers(scope))
+
+
 def litellm_model_lists(scope: Scope) -> Iterator[tuple[Resource, str, list[Any]]]:
     """(ConfigMap, data key, model_list) for every LiteLLM config in scope."""
     for config in litellm_configs(scope):
@@ -169,6 +176,8 @@ def served_names(server: VllmWorkload) -> list[str]:
     <port>/v1. In this repository, run `make routes` to regenerate the routes from the models.""",
 )
 def route_target_missing(scope: Scope) -> Iterator[Violation]:
+    if not judges_routes(scope):
+        return
     for config_map, key, model_list in litellm_model_lists(scope):
         for entry in model_list:
             params = entry.get("litellm_params", {}) if isinstance(entry, dict) else {}
@@ -184,13 +193,15 @@ def route_target_missing(scope: Scope) -> Iterator[Violation]:
 
 @rule(
     "litellm/routes-stale", Severity.ERROR,
-    "the generated LiteLLM routes differ from the vLLM models of this overlay",
-    why="""The gateway's models.yaml is generated from the models declared in the overlay.
+    "the generated LiteLLM routes differ from the vLLM models deployed beside the gateway",
+    why="""The gateway's models.yaml is generated from the models the cluster deploys with it.
     When someone edits a model (its name, served name or Service) without regenerating, or
     edits models.yaml by hand, clients are routed to a model that is not there.""",
     fix="""Run `make routes` and commit the regenerated models.yaml; never edit it by hand.""",
 )
 def routes_stale(scope: Scope) -> Iterator[Violation]:
+    if not judges_routes(scope):
+        return
     expected: str | None = None  # computed once, and only when a generated file is present
     for config_map in scope.of_kind("ConfigMap"):
         text = (config_map.get("data", default={}) or {}).get(ROUTES_KEY)

@@ -4,11 +4,17 @@ labels that collide with what those controllers or other teams own."""
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from vllm_gitops.changes import Closure, gitops_paths, kustomization_closure
+from vllm_gitops.coverage import aggregated_parts
 from vllm_gitops.findings import Severity
+from vllm_gitops.kustomization import is_remote, kustomization_file
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.scope import Scope
@@ -127,12 +133,27 @@ def _order_problem(scope: Scope, dependent: Resource, needed: Resource) -> str |
     user's Kustomization dependsOn.""",
 )
 def sync_wave_order(scope: Scope) -> Iterator[Violation]:
+    by_unit: dict[tuple[int, str], tuple[Resource, list[Resource]]] = {}
     for dependent, needed in _dependencies(scope):
         problem = _order_problem(scope, dependent, needed)
-        if problem:
-            path = ("metadata", "annotations", WAVE) if WAVE in dependent.annotations else (
-                "metadata",)
-            yield Violation(dependent, problem, path)
+        if not problem:
+            continue
+        unit = scope.sync_parent(dependent)
+        if unit is None or WAVE in dependent.annotations:  # the order is the object's own
+            yield Violation(dependent, problem, _order_field(dependent))
+        else:  # the order is its sync unit's: one finding there for all it applies too early
+            by_unit.setdefault((id(unit), problem), (unit, []))[1].append(dependent)
+    for (_, problem), (unit, objects) in by_unit.items():
+        more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
+        yield Violation(unit, f"{objects[0].kind} {objects[0].name}{more} {problem}",
+                        _order_field(unit))
+
+
+def _order_field(resource: Resource) -> tuple[str, ...]:
+    """Where a resource's place in the order is written: its wave, dependsOn, or metadata."""
+    if WAVE in resource.annotations:
+        return ("metadata", "annotations", WAVE)
+    return ("spec", "dependsOn") if resource.get("spec", "dependsOn") else ("metadata",)
 
 
 # ---------------------------------------------------------------- Flux bootstrap layout
@@ -150,17 +171,20 @@ def _folder(resource: Resource) -> PurePosixPath | None:
 
 
 def _repo_path(path: str) -> PurePosixPath:
-    return PurePosixPath(path.strip().removeprefix("./").rstrip("/") or ".")
+    """A repository path as Flux and Argo CD read it: "./x", "x/" and "x" are one folder."""
+    return PurePosixPath(posixpath.normpath(path.strip() or "."))
 
 
 def _entry_folders(scope: Scope) -> list[PurePosixPath]:
-    """Folders holding Flux Kustomizations that no Flux Kustomization in scope syncs: the
-    paths someone applies by hand or bootstraps Flux at."""
+    """Folders holding Flux Kustomizations that no Flux Kustomization in scope syncs and that
+    are not inside another such folder (clusters/<env>/flux, not its models/): the paths
+    someone applies by hand or bootstraps Flux at."""
     flux = [r for r in scope.resources if _is_flux_kustomization(r)]
     synced = {_repo_path(str(r.get("spec", "path") or ".")) for r in flux}
     folders = {f for f in (_folder(r) for r in flux) if f is not None}
     return sorted(f for f in folders if f.name != BOOTSTRAP_FOLDER
-                  and not any(s == f or s in f.parents for s in synced))
+                  and not any(s == f or s in f.parents for s in synced)
+                  and not any(outer in f.parents for outer in folders))
 
 
 def _on_disk(scope: Scope, folder: PurePosixPath) -> Resource | None:
@@ -222,6 +246,109 @@ def bootstrap_not_reconciled(scope: Scope) -> Iterator[Violation]:
             yield Violation(inner, f"{(folder / BOOTSTRAP_FOLDER).as_posix()}/kustomization"
                             " does not list " + " and ".join(BOOTSTRAP_FILES) + ": flux "
                             "bootstrap keeps it as it is and installs nothing", ("resources",))
+
+
+# ---------------------------------------------------------------- one sync unit per folder
+
+@dataclass
+class _Synced:
+    """The repository folders a scope's Flux Kustomizations / Argo CD Applications sync, and
+    every kustomization folder their renders include (repo-relative)."""
+
+    root: Path
+    folders: set[PurePosixPath]
+    rendered: set[PurePosixPath] = field(init=False)
+
+    def __post_init__(self) -> None:
+        memo: dict[Path, Closure] = {}
+        self.rendered = {self._relative(f) for synced in self.folders
+                         for f in kustomization_closure(self.root / synced, memo).folders}
+
+    def _relative(self, path: Path) -> PurePosixPath:
+        return PurePosixPath(Path(os.path.relpath(path, self.root)).as_posix())
+
+    def parts(self, folder: PurePosixPath) -> list[PurePosixPath]:
+        """What a pure aggregation lists, recursively (coverage.py), else [folder]."""
+        return [self._relative(p) for p in aggregated_parts(self.root / folder)]
+
+    def deployed(self, folder: PurePosixPath) -> bool:
+        return all(part in self.rendered for part in self.parts(folder))
+
+
+def _synced(scope: Scope) -> _Synced | None:
+    if scope.root is None:
+        return None
+    paths = {_repo_path(path) for r in scope.resources for _, path in gitops_paths(r)}
+    return _Synced(scope.root, {p for p in paths if not p.is_absolute() and ".." not in p.parts})
+
+
+def _folder_entries(root: Path, kustomization: Resource,
+                    folder: PurePosixPath) -> Iterator[tuple[int, str, PurePosixPath]]:
+    """(index, entry as written, repo folder) of each kustomization folder it lists."""
+    for index, entry in enumerate(kustomization.get("resources") or []):
+        if not isinstance(entry, str) or is_remote(entry) or os.path.isabs(entry):
+            continue
+        path = PurePosixPath(posixpath.normpath((folder / entry.strip()).as_posix()))
+        if ".." not in path.parts and kustomization_file(root / path) is not None:
+            yield index, entry.strip(), path
+
+
+def _lists_synced(scope: Scope, synced: _Synced, folder: PurePosixPath) -> bool:
+    kustomization = _on_disk(scope, folder)
+    return kustomization is not None and any(path in synced.folders for _, _, path in
+                                             _folder_entries(synced.root, kustomization, folder))
+
+
+def _aggregations(scope: Scope, synced: _Synced) -> list[PurePosixPath]:
+    """The folders above the synced ones (where a layout lists them) that list one."""
+    above = {parent for folder in synced.folders for parent in folder.parents}
+    return sorted(f for f in above if _lists_synced(scope, synced, f))
+
+
+def _not_deployed(scope: Scope, synced: _Synced, folder: PurePosixPath, top: PurePosixPath,
+                  judged: set[PurePosixPath]) -> Iterator[Violation]:
+    """Entries of `folder` that nothing in scope deploys, each at its own line; aggregations
+    are looked into (once each: a cycle of kustomizations ends here)."""
+    kustomization = _on_disk(scope, folder)
+    if folder in judged or kustomization is None:
+        return
+    judged.add(folder)
+    where = ("beside folders this cluster syncs" if _lists_synced(scope, synced, folder)
+             else f"(inside {top.as_posix()}, which lists folders this cluster syncs)")
+    for index, entry, path in _folder_entries(synced.root, kustomization, folder):
+        if synced.deployed(path):
+            continue
+        if synced.parts(path) != [path] or _lists_synced(scope, synced, path):
+            yield from _not_deployed(scope, synced, path, top, judged)
+        else:
+            yield Violation(kustomization, f"{folder.as_posix()} lists {entry} {where}, but no "
+                            "Flux Kustomization or Argo CD Application here syncs it: it is "
+                            "never deployed", ("resources", index))
+
+
+@rule(
+    "gitops/listed-not-synced", Severity.ERROR,
+    "a folder is listed beside folders the cluster syncs one by one, but nothing syncs it",
+    why="""Each model folder (overlays/<env>/models/<name>) is its own sync unit: the cluster
+    deploys it only through its own Flux Kustomization and Argo CD Application
+    (clusters/<env>/flux/models/<name>.yaml, clusters/<env>/argocd/models/<name>.yaml).
+    Nothing syncs the folder that lists them all, so a folder listed there without its own
+    sync object renders and validates fine but never reaches the cluster: the model is never
+    deployed and the gateway gets no working route to it.""",
+    fix="""Add the missing sync object: tools/new-model writes both for a model
+    (clusters/<env>/flux/models/<name>.yaml and clusters/<env>/argocd/models/<name>.yaml,
+    each listed in its folder's kustomization.yaml); or remove the entry from the listing
+    kustomization.yaml if the folder is not meant to be deployed.""",
+)
+def listed_not_synced(scope: Scope) -> Iterator[Violation]:
+    synced = _synced(scope)
+    # One sync object alone (an example, a file given on the command line) is not a
+    # cluster's whole list of sync units: what else it syncs is unknown.
+    if synced is None or (len(synced.folders) < 2 and scope.kind != "cluster"):
+        return
+    judged: set[PurePosixPath] = set()
+    for aggregation in _aggregations(scope, synced):
+        yield from _not_deployed(scope, synced, aggregation, aggregation, judged)
 
 
 # ---------------------------------------------------------------- server-side apply drift

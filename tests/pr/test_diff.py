@@ -141,3 +141,26 @@ def test_a_head_that_does_not_render_is_not_shown_as_removals(diff: Callable[...
     assert prod["render_errors"]["head"] and "base/vllm/service.yaml" in str(
         prod["render_errors"])
     assert prod["resources"] == [] and prod["hazards"] == []  # nothing claimed removed
+
+
+def test_objects_that_move_to_another_sync_unit_are_one_hazard(diff: Callable[..., Run],
+                                                                repo: Path) -> None:
+    """The dev model goes back into `apps` (the layout before one sync unit per model): the
+    rendered objects are the same, but `apps` now applies them, and the model's unit, pruning,
+    may delete them first."""
+    edit(repo / "overlays/dev/apps/kustomization.yaml", "  - ../../../base/litellm\n",
+         "  - ../../../base/litellm\n  - ../models/qwen3\n")
+    for tool in ("flux", "argocd"):
+        edit(repo / f"clusters/dev/{tool}/models/kustomization.yaml", "  - qwen3.yaml\n",
+             "  []\n")
+        edit(repo / f"clusters/dev/{tool}/models/kustomization.yaml", "resources:\n  []\n",
+             "resources: []\n")
+    found = clusters(diff("--base", "HEAD", "--format", "json"))
+    flux = found["clusters/dev/flux"]
+    assert {r["kind"] for r in flux["resources"]} == {"Kustomization"}  # only model-qwen3 goes
+    [moved] = hazards(flux, "restart")
+    assert moved.startswith("Service inference/vllm-headless-qwen3 and 3 more: moves from "
+                            "Flux Kustomization model-qwen3 to Flux Kustomization apps")
+    assert "kustomize.toolkit.fluxcd.io/prune: disabled" in moved
+    [argo] = hazards(found["clusters/dev/argocd"], "restart")
+    assert "moves from Application dev-model-qwen3 to Application dev-apps" in argo

@@ -13,6 +13,7 @@ from vllm_gitops.diff.hazards import (
     Key,
     describe,
     hazards_of_change,
+    hazards_of_moves,
     hazards_of_removals,
 )
 from vllm_gitops.scope import Scope
@@ -71,7 +72,29 @@ def compare(base: Scope | None, head: Scope | None, serving: set[Key]) -> Cluste
     removed = {k: v for k, v in before.items() if k not in after}
     added = {k: v for k, v in after.items() if k not in before}
     out.hazards += hazards_of_removals(removed, added)
+    out.hazards += hazards_of_moves(_moves(base, head))
     return out
+
+
+def _sync_units(scope: Scope | None) -> dict[Key, str]:
+    """Each object's Flux Kustomization / Argo CD Application ("Flux Kustomization apps")."""
+    units = {}
+    for resource in scope.resources if scope else []:
+        unit = scope.sync_parent(resource) if scope else None
+        if unit is not None:
+            label = "Flux Kustomization" if unit.kind == "Kustomization" else unit.kind
+            units[resource_key(resource.doc)] = f"{label} {unit.name}"
+    return units
+
+
+def _moves(base: Scope | None, head: Scope | None) -> dict[tuple[str, str], list[Key]]:
+    """(old unit, new unit) -> the objects that move between them."""
+    before, after = _sync_units(base), _sync_units(head)
+    moves: dict[tuple[str, str], list[Key]] = {}
+    for key in sorted(before.keys() & after.keys()):
+        if before[key] != after[key]:
+            moves.setdefault((before[key], after[key]), []).append(key)
+    return moves
 
 
 def yaml_diff(old: dict[str, Any] | None, new: dict[str, Any] | None, title: str) -> str:

@@ -156,6 +156,22 @@ def _ip(value: Any) -> str:
     return "None (headless)" if value == "None" else str(value)
 
 
+def hazards_of_moves(moves: dict[tuple[str, str], list[Key]]) -> list[Hazard]:
+    """Objects a different Flux Kustomization / Argo CD Application applies at the head: with
+    pruning on, the old one may delete them before the new one applies them again. One hazard
+    per (old, new) pair of sync units."""
+    found = []
+    for (old_unit, new_unit), keys in sorted(moves.items()):
+        more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+        found.append(Hazard(RESTART, f"{describe(keys[0])}{more}", (
+            f"moves from {old_unit} to {new_unit}: with pruning on, {old_unit} may delete it "
+            f"before {new_unit} applies it again, restarting what it serves. To move it "
+            "without that, first merge the annotation `kustomize.toolkit.fluxcd.io/prune: "
+            "disabled` (Flux) or `argocd.argoproj.io/sync-options: Prune=false` (Argo CD) on "
+            "it, then the move, then remove the annotation.")))
+    return found
+
+
 def hazards_of_removals(removed: dict[Key, dict[str, Any]],
                         added: dict[Key, dict[str, Any]]) -> list[Hazard]:
     """Deleted volumes, namespaces, and StatefulSet renames that orphan their volumes."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gitops.findings import Finding, Severity, SourceLocation
+from vllm_gitops.resources import as_list
 from vllm_gitops.yamlsafe import FieldPath, YamlDocument, YamlProblem, load_file_cached
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -144,10 +145,10 @@ def _walk_kustomization(state: Preflight, path: Path) -> Any:
 def _generated_data(data: dict[str, Any], folder: Path) -> list[GeneratedData]:
     found = []
     for field_name, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
-        for gen in _as_list(data.get(field_name)):
+        for gen in as_list(data.get(field_name)):
             if not isinstance(gen, dict) or not isinstance(gen.get("name"), str):
                 continue
-            for entry in _as_list(gen.get("files")):
+            for entry in as_list(gen.get("files")):
                 if isinstance(entry, str):
                     key, _, file = entry.rpartition("=")
                     key = key or Path(file).name
@@ -165,26 +166,26 @@ def _references(doc: YamlDocument) -> Iterator[tuple[str, int | None, str]]:
         return doc.field_lines.get(key, doc.line)
 
     for name in _TREE_FIELDS:
-        for i, entry in enumerate(_as_list(data.get(name))):
+        for i, entry in enumerate(as_list(data.get(name))):
             if isinstance(entry, str):
                 yield entry, line(name, i), "tree"
     for name in _FILE_LIST_FIELDS:
-        for i, entry in enumerate(_as_list(data.get(name))):
+        for i, entry in enumerate(as_list(data.get(name))):
             if isinstance(entry, str) and "\n" not in entry:  # inline patches contain newlines
                 yield entry, line(name, i), "patch" if name == "patchesStrategicMerge" else "file"
     for name in ("patches", "patchesJson6902", "replacements"):
-        for i, entry in enumerate(_as_list(data.get(name))):
+        for i, entry in enumerate(as_list(data.get(name))):
             if isinstance(entry, dict) and isinstance(entry.get("path"), str):
                 kind = "patch" if name == "patches" else "file"
                 yield entry["path"], line(name, i, "path"), kind
     for name in ("configMapGenerator", "secretGenerator"):
-        for i, gen in enumerate(_as_list(data.get(name))):
+        for i, gen in enumerate(as_list(data.get(name))):
             if not isinstance(gen, dict):
                 continue
-            for j, entry in enumerate(_as_list(gen.get("files"))):
+            for j, entry in enumerate(as_list(gen.get("files"))):
                 if isinstance(entry, str):
                     yield entry.split("=", 1)[-1], line(name, i, "files", j), "data"
-            for j, entry in enumerate(_as_list(gen.get("envs"))):
+            for j, entry in enumerate(as_list(gen.get("envs"))):
                 if isinstance(entry, str):
                     yield entry, line(name, i, "envs", j), "data"
             if isinstance(gen.get("env"), str):
@@ -192,10 +193,6 @@ def _references(doc: YamlDocument) -> Iterator[tuple[str, int | None, str]]:
     openapi = data.get("openapi")
     if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
         yield openapi["path"], line("openapi", "path"), "file"
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _check_reference(state: Preflight, kfile: Path, entry: str, line: int | None,

@@ -154,3 +154,13 @@ def iter_containers(resource: Resource) -> Iterator[tuple[tuple[str | int, ...],
         for index, container in enumerate(spec.get(key) or []):
             if isinstance(container, dict):
                 yield (*spec_path, key, index), container
+
+
+def as_map(value: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else {} (a malformed manifest must not crash a rule)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a list, else []."""
+    return value if isinstance(value, list) else []

@@ -23,8 +23,6 @@ from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.hardware import (
     Gpu,
     InstanceType,
-    find_instance,
-    gpu_by_label_memory,
     gpu_catalog,
     instance_catalog,
 )
@@ -40,6 +38,7 @@ from vllm_gitops.sizing.models import ModelSpec, load_model
 from vllm_gitops.sizing.planner import (
     PlanResult,
     WorkloadPlan,
+    hardware_from_selectors,
     plan,
     plan_workload,
     scope_daemonsets,
@@ -417,28 +416,14 @@ class Hardware:
     source: str  # "NodePool gpu-g5-g6 (g5.12xlarge)", "nodeSelector ..."
 
 
-def _selected_values(server: VllmWorkload, key: str) -> set[str]:
-    values = {v for k, v in server.scheduling.node_selector.items() if k == key}
-    for req in server.scheduling.required_term:
-        if req.key == key and req.operator == "In" and len(req.values) == 1:
-            values |= set(req.values)
-    return values
-
-
 def _hardware_from_selectors(server: VllmWorkload) -> Hardware | None:
-    types = _selected_values(server, "node.kubernetes.io/instance-type")
-    if len(types) == 1:
-        try:
-            inst = find_instance(next(iter(types)))
-        except ToolError:
-            return None
-        return Hardware(inst.gpu, inst, f"nodeSelector instance type {inst.name}")
-    names = _selected_values(server, "karpenter.k8s.aws/instance-gpu-name")
-    if len(names) == 1:
-        gpu = gpu_by_label_memory(next(iter(names)), None)
-        if gpu is not None:
-            return Hardware(gpu, None, f"nodeSelector GPU {gpu.key}")
-    return None
+    """The GPU the pod's nodeSelector / required affinity names (planner.py); None when it
+    names none, or an instance type the catalog does not know."""
+    try:
+        gpu, instance, source = hardware_from_selectors(server)
+    except ToolError:
+        return None
+    return Hardware(gpu, instance, source) if gpu is not None else None
 
 
 def smallest_gpu(scope: Scope, server: VllmWorkload) -> Hardware | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
-from vllm_gitops.resources import Resource
+from vllm_gitops.resources import Resource, as_list, as_map
 from vllm_gitops.scope import Scope
 from vllm_gitops.topology import pod_labels, selector_matches
 
@@ -16,16 +16,6 @@ from vllm_gitops.topology import pod_labels, selector_matches
 KEDA_MIN_DEFAULT, KEDA_MAX_DEFAULT = 0, 100
 FLUX_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "HelmRepository", "HelmChart",
                      "ExternalArtifact")
-
-
-def _map(value: Any) -> dict[str, Any]:
-    """`value` when it is a mapping, else {} (a malformed manifest must not crash a rule)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _seq(value: Any) -> list[Any]:
-    """`value` when it is a list, else []."""
-    return value if isinstance(value, list) else []
 
 
 def _same_namespace(a: str | None, b: str | None) -> bool:
@@ -49,7 +39,7 @@ def _labels(resource: Resource) -> dict[str, str]:
 
 
 def _scale_target_missing(scope: Scope, scaler: Resource) -> Violation | None:
-    target = _map(scaler.get("spec", "scaleTargetRef"))
+    target = as_map(scaler.get("spec", "scaleTargetRef"))
     name = target.get("name")
     if not name:
         return None
@@ -63,10 +53,10 @@ def _scale_target_missing(scope: Scope, scaler: Resource) -> Violation | None:
 
 def _monitor_namespaces(monitor: Resource) -> tuple[bool, set[str]]:
     """(any namespace, names) a ServiceMonitor/PodMonitor looks in."""
-    selector = _map(monitor.get("spec", "namespaceSelector"))
+    selector = as_map(monitor.get("spec", "namespaceSelector"))
     if selector.get("any"):
         return True, set()
-    names = {str(n) for n in _seq(selector.get("matchNames"))}
+    names = {str(n) for n in as_list(selector.get("matchNames"))}
     return False, names or ({monitor.namespace} if monitor.namespace else set())
 
 
@@ -101,8 +91,8 @@ def _monitor_target_missing(scope: Scope, monitor: Resource) -> Violation | None
 def _endpoint_port_missing(monitor: Resource, services: list[Resource]) -> Violation | None:
     """A ServiceMonitor endpoint whose named `port` no selected Service has."""
     names = {str(p.get("name")) for s in services
-             for p in _seq(s.get("spec", "ports")) if isinstance(p, dict)}
-    for index, endpoint in enumerate(_seq(monitor.get("spec", "endpoints"))):
+             for p in as_list(s.get("spec", "ports")) if isinstance(p, dict)}
+    for index, endpoint in enumerate(as_list(monitor.get("spec", "endpoints"))):
         port = endpoint.get("port") if isinstance(endpoint, dict) else None
         if port is not None and str(port) not in names:
             return Violation(monitor, f"endpoint port {port!r} is not a port name of the "
@@ -224,7 +214,7 @@ def _is_flux(resource: Resource) -> bool:
 
 
 def _flux_dependencies(resource: Resource) -> Iterator[tuple[int, str, str | None]]:
-    for index, dependency in enumerate(_seq(resource.get("spec", "dependsOn"))):
+    for index, dependency in enumerate(as_list(resource.get("spec", "dependsOn"))):
         if isinstance(dependency, dict) and dependency.get("name"):
             yield index, str(dependency["name"]), (
                 str(dependency["namespace"]) if dependency.get("namespace") else
@@ -233,11 +223,11 @@ def _flux_dependencies(resource: Resource) -> Iterator[tuple[int, str, str | Non
 
 def _flux_source_refs(resource: Resource) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     if resource.kind == "Kustomization":
-        yield ("spec", "sourceRef"), _map(resource.get("spec", "sourceRef"))
+        yield ("spec", "sourceRef"), as_map(resource.get("spec", "sourceRef"))
     elif resource.kind == "HelmRelease":
         chart = ("spec", "chart", "spec", "sourceRef")
-        yield chart, _map(resource.get(*chart))
-        yield ("spec", "chartRef"), _map(resource.get("spec", "chartRef"))
+        yield chart, as_map(resource.get(*chart))
+        yield ("spec", "chartRef"), as_map(resource.get("spec", "chartRef"))
 
 
 def _flux_find(scope: Scope, kind: str, name: str, namespace: str | None) -> bool:

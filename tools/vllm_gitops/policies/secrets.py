@@ -33,7 +33,7 @@ from typing import Any
 
 from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
-from vllm_gitops.resources import Resource, iter_containers, pod_spec_path
+from vllm_gitops.resources import Resource, as_list, as_map, iter_containers, pod_spec_path
 from vllm_gitops.scope import Scope
 from vllm_gitops.yamlsafe import FieldPath
 
@@ -60,16 +60,6 @@ _PLACEHOLDER = re.compile(
     r"example|placeholder|^dummy|redacted|^todo$|^tbd$|^none$|^null$|^-+$",
     re.IGNORECASE)
 _NOT_A_CREDENTIAL = re.compile(r"^(?:true|false|yes|no|on|off|\d{1,5})$", re.IGNORECASE)
-
-
-def _map(value: Any) -> dict[str, Any]:
-    """`value` when it is a mapping, else {} (a malformed manifest must not crash a rule)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _seq(value: Any) -> list[Any]:
-    """`value` when it is a list, else []."""
-    return value if isinstance(value, list) else []
 
 
 def _is_placeholder(value: str) -> bool:
@@ -139,7 +129,7 @@ def text_line_offset(resource: Resource, path: FieldPath, line: int) -> int:
 def _container_credentials(resource: Resource) -> Iterator[Violation]:
     for path, container in iter_containers(resource):
         where = f"container {container.get('name')!r}"
-        for index, item in enumerate(_seq(container.get("env"))):
+        for index, item in enumerate(as_list(container.get("env"))):
             if not isinstance(item, dict) or "value" not in item:
                 continue
             kind = credential_kind(str(item.get("name", "")), item["value"])
@@ -147,7 +137,7 @@ def _container_credentials(resource: Resource) -> Iterator[Violation]:
                 yield Violation(resource, f"{where}: env {item.get('name')} holds {kind} in "
                                 "plain text", (*path, "env", index, "value"))
         for field in ("command", "args"):
-            for index, token in enumerate(_seq(container.get(field))):
+            for index, token in enumerate(as_list(container.get(field))):
                 found = next(credentials_in_text(str(token)), None)
                 if found:
                     yield Violation(resource, f"{where}: {field} hold {found[1]} in plain text",
@@ -261,34 +251,34 @@ def _needed_secrets(pod: dict[str, Any], spec_path: FieldPath,
                     ) -> Iterator[tuple[str, FieldPath, str]]:
     """(Secret name, field path, what needs it) of every non-optional Secret a pod uses."""
     for key in ("initContainers", "containers"):
-        for c_index, container in enumerate(_seq(pod.get(key))):
+        for c_index, container in enumerate(as_list(pod.get(key))):
             if not isinstance(container, dict):
                 continue
             base: FieldPath = (*spec_path, key, c_index)
-            for e_index, env in enumerate(_seq(container.get("env"))):
-                ref = _map(_map(_map(env).get("valueFrom")).get("secretKeyRef"))
+            for e_index, env in enumerate(as_list(container.get("env"))):
+                ref = as_map(as_map(as_map(env).get("valueFrom")).get("secretKeyRef"))
                 if ref.get("name") and not ref.get("optional"):
                     yield (str(ref["name"]), (*base, "env", e_index, "valueFrom", "secretKeyRef",
-                                              "name"), f"env {_map(env).get('name')}")
-            for f_index, source in enumerate(_seq(container.get("envFrom"))):
-                ref = _map(_map(source).get("secretRef"))
+                                              "name"), f"env {as_map(env).get('name')}")
+            for f_index, source in enumerate(as_list(container.get("envFrom"))):
+                ref = as_map(as_map(source).get("secretRef"))
                 if ref.get("name") and not ref.get("optional"):
                     yield (str(ref["name"]), (*base, "envFrom", f_index, "secretRef", "name"),
                            "envFrom")
-    for v_index, raw_volume in enumerate(_seq(pod.get("volumes"))):
-        volume = _map(raw_volume)
-        secret = _map(volume.get("secret"))
+    for v_index, raw_volume in enumerate(as_list(pod.get("volumes"))):
+        volume = as_map(raw_volume)
+        secret = as_map(volume.get("secret"))
         if secret.get("secretName") and not secret.get("optional"):
             yield (str(secret["secretName"]), (*spec_path, "volumes", v_index, "secret",
                                                "secretName"), f"volume {volume.get('name')}")
-        sources = _seq(_map(volume.get("projected")).get("sources"))
+        sources = as_list(as_map(volume.get("projected")).get("sources"))
         for s_index, source in enumerate(sources):
-            ref = _map(_map(source).get("secret"))
+            ref = as_map(as_map(source).get("secret"))
             if ref.get("name") and not ref.get("optional"):
                 yield (str(ref["name"]), (*spec_path, "volumes", v_index, "projected", "sources",
                                           s_index, "secret", "name"),
                        f"volume {volume.get('name')}")
-    for p_index, pull in enumerate(_seq(pod.get("imagePullSecrets"))):
+    for p_index, pull in enumerate(as_list(pod.get("imagePullSecrets"))):
         if isinstance(pull, dict) and pull.get("name"):
             yield (str(pull["name"]), (*spec_path, "imagePullSecrets", p_index, "name"),
                    "imagePullSecrets")

@@ -25,7 +25,7 @@ from typing import Any
 from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
-from vllm_gitops.resources import Resource, pod_spec_path
+from vllm_gitops.resources import Resource, as_list, as_map, pod_spec_path
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.quantity import GIB, parse_quantity
 from vllm_gitops.sizing.weights import checkpoint_bytes
@@ -42,16 +42,6 @@ EBS_PROVISIONERS = {"ebs.csi.aws.com", "ebs.csi.eks.amazonaws.com", "kubernetes.
 SINGLE_NODE_MODES = {"ReadWriteOnce", "ReadWriteOncePod"}
 
 
-def _map(value: Any) -> dict[str, Any]:
-    """`value` when it is a mapping, else {} (a malformed manifest must not crash a rule)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _seq(value: Any) -> list[Any]:
-    """`value` when it is a list, else []."""
-    return value if isinstance(value, list) else []
-
-
 # ---------------------------------------------------------------- storage classes
 
 
@@ -62,7 +52,7 @@ def _claims(scope: Scope) -> Iterator[tuple[Resource, FieldPath, dict[str, Any]]
             spec = resource.get("spec")
             if isinstance(spec, dict):
                 yield resource, ("spec",), spec
-        for index, template in enumerate(_seq(resource.get("spec", "volumeClaimTemplates"))):
+        for index, template in enumerate(as_list(resource.get("spec", "volumeClaimTemplates"))):
             if resource.kind == "StatefulSet" and isinstance(template, dict):
                 spec = template.get("spec")
                 if isinstance(spec, dict):
@@ -137,9 +127,9 @@ class ClaimSize:
 
 
 def _claim_size(scope: Scope, workload: Resource, claim: str) -> ClaimSize | None:
-    templates = _seq(workload.get("spec", "volumeClaimTemplates"))
+    templates = as_list(workload.get("spec", "volumeClaimTemplates"))
     for index, template in enumerate(templates):
-        if _map(_map(template).get("metadata")).get("name") == claim:
+        if as_map(as_map(template).get("metadata")).get("name") == claim:
             path: FieldPath = ("spec", "volumeClaimTemplates", index, "spec", "resources",
                                "requests", "storage")
             return _size(workload, path)
@@ -230,11 +220,11 @@ def _rwo_mounts(scope: Scope) -> Iterator[RwoMount]:
         spec_path = pod_spec_path(resource)
         if spec_path is None or resource.kind in ("Job", "CronJob"):
             continue
-        for index, volume in enumerate(_seq(resource.get(*spec_path, "volumes"))):
-            claim = _map(_map(volume).get("persistentVolumeClaim")).get("claimName")
+        for index, volume in enumerate(as_list(resource.get(*spec_path, "volumes"))):
+            claim = as_map(as_map(volume).get("persistentVolumeClaim")).get("claimName")
             pvc = scope.find("PersistentVolumeClaim", str(claim), resource.namespace) \
                 if claim else None
-            modes = {str(m) for m in _seq(pvc.get("spec", "accessModes"))} if pvc else set()
+            modes = {str(m) for m in as_list(pvc.get("spec", "accessModes"))} if pvc else set()
             if not modes or not modes <= SINGLE_NODE_MODES:
                 continue
             if resource.kind == "DaemonSet":
@@ -274,10 +264,10 @@ def rwo_shared(scope: Scope) -> Iterator[Violation]:
 
 def _surges(deployment: Resource) -> bool:
     """Whether a Deployment's rollout starts a new pod before the old one is gone."""
-    strategy = _map(deployment.get("spec", "strategy"))
+    strategy = as_map(deployment.get("spec", "strategy"))
     if strategy.get("type") == "Recreate":
         return False
-    surge = _map(strategy.get("rollingUpdate")).get("maxSurge", "25%")  # the API default
+    surge = as_map(strategy.get("rollingUpdate")).get("maxSurge", "25%")  # the API default
     return str(surge).strip() not in ("0", "0%")
 
 

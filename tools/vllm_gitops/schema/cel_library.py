@@ -20,14 +20,7 @@ from typing import Any
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
-_SUFFIX = {
-    "": Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-    "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50), "Ei": Fraction(2**60),
-}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|([a-zA-Z]*))$")
+from vllm_gitops.sizing.quantity import exact_quantity
 
 
 def _error(message: str) -> CELEvalError:
@@ -136,18 +129,8 @@ class Quantity:
         return hash(self.value)
 
 
-def _parse_quantity(text: str) -> Fraction | None:
-    match = _QUANTITY.match(str(text))
-    if not match or (match.group(3) or "") not in _SUFFIX:
-        return None
-    number = Fraction(match.group(1))
-    if match.group(2):
-        return number * Fraction(10) ** int(match.group(2)[1:])
-    return number * _SUFFIX[match.group(3) or ""]
-
-
 def _quantity(text: str) -> Quantity:
-    value = _parse_quantity(text)
+    value = exact_quantity(text)
     if value is None:
         raise _error(f"invalid quantity {text!r}")
     return Quantity(value)
@@ -162,7 +145,7 @@ def _other(value: Any) -> Fraction:
 
 
 QUANTITY_METHODS: dict[str, Callable[..., Any]] = {
-    "isQuantity": lambda text: celtypes.BoolType(_parse_quantity(text) is not None),
+    "isQuantity": lambda text: celtypes.BoolType(exact_quantity(text) is not None),
     "quantity": _quantity,
     "isGreaterThan": lambda q, o: celtypes.BoolType(q.value > _other(o)),
     "isLessThan": lambda q, o: celtypes.BoolType(q.value < _other(o)),

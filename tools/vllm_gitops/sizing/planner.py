@@ -300,7 +300,9 @@ class WorkloadPlan:
         return out
 
 
-def _hardware_from_selectors(wl: VllmWorkload) -> tuple[Gpu | None, InstanceType | None, str]:
+def hardware_from_selectors(wl: VllmWorkload) -> tuple[Gpu | None, InstanceType | None, str]:
+    """The GPU (and instance type) the pod's node selection names with one value, and which
+    selector said so; ToolError for an instance type the catalog does not know."""
     selected: dict[str, set[str]] = {k: {v} for k, v in wl.scheduling.node_selector.items()}
     for req in wl.scheduling.required_term:
         if req.operator == "In" and len(req.values) == 1:
@@ -308,12 +310,12 @@ def _hardware_from_selectors(wl: VllmWorkload) -> tuple[Gpu | None, InstanceType
     types = selected.get("node.kubernetes.io/instance-type", set())
     if len(types) == 1:
         inst = find_instance(next(iter(types)))
-        return inst.gpu, inst, "nodeSelector node.kubernetes.io/instance-type"
+        return inst.gpu, inst, f"nodeSelector instance type {inst.name}"
     names = selected.get("karpenter.k8s.aws/instance-gpu-name", set())
     if len(names) == 1:
         gpu = gpu_by_label_memory(next(iter(names)), None)
         if gpu is not None:
-            return gpu, None, "nodeSelector karpenter.k8s.aws/instance-gpu-name"
+            return gpu, None, f"nodeSelector GPU {gpu.key}"
     return None, None, ""
 
 
@@ -370,7 +372,7 @@ def plan_workload(wl: VllmWorkload, scope: Scope, extra_catalogs: list[Path] | N
              if r.api_version.startswith("karpenter.sh/")]
     classes = {nc.name: nc for nc in (NodeClass.from_doc(r.doc)
                                       for r in scope.of_kind("EC2NodeClass"))}
-    gpu, instance, source = _hardware_from_selectors(wl)
+    gpu, instance, source = hardware_from_selectors(wl)
     node_class = None
     if pools:
         out.karpenter = simulate_karpenter(wl.scheduling, pools, classes,

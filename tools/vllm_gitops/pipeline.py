@@ -352,8 +352,7 @@ def make_engine(settings: Settings,
     from vllm_gitops.schema.kubeconform import KubeconformEngine
 
     if settings.engine == "kubeconform":
-        return KubeconformEngine(settings.schema_locations, settings.kubernetes_version,
-                                 settings.missing_schema_is_error, str(settings.cache_dir))
+        return KubeconformEngine(schema_locations(settings), settings.missing_schema_is_error)
     return JsonSchemaEngine(schema_locations(settings), settings.missing_schema_is_error, known)
 
 

@@ -84,13 +84,11 @@ class _Sent:
 class KubeconformEngine:
     name = "kubeconform"
 
-    def __init__(self, locations: tuple[str, ...], kubernetes_version: str,
-                 missing_is_error: bool, cache_dir: str, timeout: float = 300) -> None:
+    def __init__(self, lookup: SchemaLocations, missing_is_error: bool,
+                 timeout: float = 300) -> None:
         self.binary = find_kubeconform()
-        self.version = kubernetes_version.lstrip("v")
-        self.cache = Path(cache_dir)
-        self.lookup = SchemaLocations(locations, kubernetes_version, Path.cwd(), self.cache,
-                                      fetch_timeout=10.0)
+        self.version = lookup.kubernetes_version.lstrip("v")
+        self.lookup = lookup  # the run's own: local locations are the repository's folders
         self.missing_is_error = missing_is_error
         self.timeout = timeout
         self.cel = CelRules()

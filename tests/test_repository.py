@@ -256,3 +256,18 @@ def test_the_gateway_alone_is_not_judged_on_routes_its_cluster_is(loader: ScopeL
     assert not [f for f in report.findings if f.rule.startswith("litellm/")]
     assert routes_scope(REPO_ROOT / "overlays/prod/apps/models.yaml", loader).name == (
         "clusters/prod/argocd")
+
+
+def test_a_gateway_no_cluster_deploys_routes_to_the_models_of_its_environment(
+        tmp_path: Path) -> None:
+    """overlays/lab (a copy of dev) with no clusters/lab: its routes come from overlays/lab,
+    which lists the gateway and the models, so they are dev's."""
+    copy = tmp_path / "repo"
+    for name in ("base", "overlays", "clusters", "vllm-gitops.yaml"):
+        source = REPO_ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+    shutil.copytree(copy / "overlays/dev", copy / "overlays/lab")
+    routes = copy / "overlays/lab/apps/models.yaml"
+    scope = routes_scope(routes, ScopeLoader(load_settings(copy)))
+    assert scope.name == "overlays/lab"
+    assert expected_routes_text(scope) == routes.read_text()

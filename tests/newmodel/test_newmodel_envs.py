@@ -5,6 +5,7 @@ tools/routes --check still pass. Real kustomize, real schemas, the real CLI as a
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from newmodel_support import (
     validate,
 )
 
+from vllm_gitops.newmodel.sync import NODE_AND_PULL_S
+from vllm_gitops.newmodel.transaction import INTERRUPT_HOOK
+from vllm_gitops.policies.karpenter import duration_hours
 from vllm_gitops.routes import routes_of
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads
@@ -87,6 +91,19 @@ def _assert_synced(repo: Path, env: str, name: str) -> None:
         _workload(cluster, f"vllm-{name}")
 
 
+def _flux_timeout_s(repo: Path, env: str, name: str) -> float:
+    timeout = load_yaml(repo, f"clusters/{env}/flux/models/{name}.yaml")["spec"]["timeout"]
+    return (duration_hours(timeout) or 0.0) * 3600
+
+
+def _startup_s(workload: VllmWorkload) -> int:
+    """How long the rendered startup probe lets the model start."""
+    containers = workload.resource.get("spec", "template", "spec", "containers")
+    probe = next(c["startupProbe"] for c in containers if "startupProbe" in c)
+    return int(probe.get("initialDelaySeconds", 0)
+               + probe.get("periodSeconds", 10) * probe["failureThreshold"])
+
+
 def _assert_gone(repo: Path, env: str, name: str) -> None:
     assert not (repo / f"overlays/{env}/models/{name}").exists()
     assert name not in _listed(repo, f"overlays/{env}/models/kustomization.yaml")
@@ -116,6 +133,7 @@ def test_small_model_in_dev_then_rerun_refuse_remove(tmp_path: Path) -> None:
     workload = _assert_served(repo, "dev", "qwen3-0-6b", "Qwen/Qwen3-0.6B")
     assert workload.gpus == 1
     _assert_synced(repo, "dev", "qwen3-0-6b")
+    assert _flux_timeout_s(repo, "dev", "qwen3-0-6b") == 45 * 60  # qwen3's: long enough
     _assert_clean(repo)
     assert (repo / "overlays/dev/infrastructure/kustomization.yaml").read_text() == infra_before
 
@@ -170,6 +188,12 @@ def test_70b_in_prod_adds_a_bigger_gpu_family_and_validates(tmp_path: Path) -> N
     assert workload.scheduling.node_selector["karpenter.sh/nodepool"] == Path(added[0]).name
 
     _assert_synced(repo, "prod", "llama-3-1-70b-instruct")
+    # Flux waits for its first rollout: node launch, image pull and the whole probe budget.
+    timeout = _flux_timeout_s(repo, "prod", "llama-3-1-70b-instruct")
+    assert timeout >= _startup_s(workload) + NODE_AND_PULL_S and timeout > 45 * 60
+    flux = (repo / "clusters/prod/flux/models/llama-3-1-70b-instruct.yaml").read_text()
+    assert "# First rollout: GPU node launch and image pull (~15 min)" in flux
+    assert "startupProbe allows up to 30 min" not in flux
     _assert_clean(repo)
 
 
@@ -200,4 +224,39 @@ def test_moe_in_staging_autoscaled_after_a_dry_run(tmp_path: Path) -> None:
     _assert_synced(repo, "staging", "qwen3-30b-a3b")
     added = (repo / "clusters/staging/flux/models/qwen3-30b-a3b.yaml").read_text()
     assert "interval: 20m  # qwen3-30b-a3b polls less often" in added
+    _assert_clean(repo)
+
+
+def test_an_entry_point_without_models_folder_gets_one(tmp_path: Path) -> None:
+    """dev without models and without clusters/dev/argocd/models/: new-model creates that
+    folder and lists it in the entry point (all or nothing); --remove leaves it, empty."""
+    repo = copy_repo(tmp_path / "repo")
+    emptied = new_model(repo, "Qwen/Qwen3-14B", "--env", "dev", "--name", "qwen3", "--remove")
+    assert emptied.code == 0, emptied.output
+    entry = repo / "clusters/dev/argocd/kustomization.yaml"
+    committed = entry.read_text()
+    models = repo / "clusters/dev/argocd/models"
+    shutil.rmtree(models)
+    entry.write_text(committed.replace("  - models\n", ""))
+    _assert_clean(repo)
+
+    before = snapshot(repo)
+    # Interrupted after both files of the new folder are written: folder and all undone.
+    interrupted = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev", env={INTERRUPT_HOOK: "5"})
+    assert interrupted.code == 2 and "nothing changed" in interrupted.stderr, interrupted.output
+    assert snapshot(repo) == before and not models.exists()
+
+    added = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev")
+    assert added.code == 0 and "OK: 0 errors" in added.stdout, added.output
+    assert entry.read_text() == committed
+    listing = (models / "kustomization.yaml").read_text()
+    assert listing.startswith("# One Argo CD Application per model folder of overlays/dev/")
+    assert _listed(repo, "clusters/dev/argocd/models/kustomization.yaml") == ["qwen3-0-6b.yaml"]
+    _assert_synced(repo, "dev", "qwen3-0-6b")
+    _assert_clean(repo)
+
+    removed = new_model(repo, "Qwen/Qwen3-0.6B", "--env", "dev", "--remove")
+    assert removed.code == 0, removed.output
+    assert load_yaml(repo, "clusters/dev/argocd/models/kustomization.yaml")["resources"] == []
+    assert entry.read_text() == committed
     _assert_clean(repo)

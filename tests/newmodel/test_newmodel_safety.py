@@ -10,7 +10,13 @@ from newmodel_support import copy_repo, new_model, snapshot
 
 from support import REPO_ROOT, run_tool
 from vllm_gitops.errors import ToolError
-from vllm_gitops.newmodel.edit import add_resource, remove_resource
+from vllm_gitops.newmodel.edit import (
+    add_resource,
+    dump,
+    load_mapping,
+    remove_resource,
+    set_comment_before,
+)
 from vllm_gitops.newmodel.transaction import INTERRUPT_HOOK, ChangeSet, apply
 
 
@@ -97,17 +103,18 @@ def test_apply_rolls_back_at_every_step(tmp_path: Path, monkeypatch: pytest.Monk
     (root / "models/old").mkdir(parents=True)
     (root / "models/old/model.yaml").write_text("old\n")
     (root / "list.yaml").write_text("resources: [a]\n")
-    changes = ChangeSet(files={"list.yaml": "resources: [a, b]\n", "new.yaml": "x: 1\n"},
+    changes = ChangeSet(files={"list.yaml": "resources: [a, b]\n", "new.yaml": "x: 1\n",
+                               "fresh/models/b.yaml": "b\n"},  # in a folder it creates
                         folders={"models/old": {"model.yaml": "new\n", "extra.yaml": "e\n"},
                                  "models/b": {"kustomization.yaml": "k\n"}})
     before = _tree(root)
-    for step in range(1, 8):
+    for step in range(1, 9):
         monkeypatch.setenv(INTERRUPT_HOOK, str(step))
         try:
             apply(root, changes)
         except ToolError as exc:
             assert "interrupted" in str(exc)
-            assert _tree(root) == before, step
+            assert _tree(root) == before and not (root / "fresh").exists(), step
             continue
         break  # more steps than the change has: it completed
     monkeypatch.delenv(INTERRUPT_HOOK)
@@ -132,6 +139,23 @@ def test_list_edits_keep_comments_and_order(path: str, entries: tuple[str, str, 
     restored = remove_resource(remove_resource(added, first, path), last, path)
     assert restored == text
     assert add_resource(text, present, path, "") == text
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    # after a scalar: the block above the key goes, an end-of-line comment stays
+    ("a: 1  # eol\n  # old\n  # old too\nb: 2\n", "a: 1  # eol\n# new\nb: 2\n"),
+    # a comment above a blank line is not the key's
+    ("a: 1\n# about a\n\n# old\nb: 2\n", "a: 1\n# about a\n\n# new\nb: 2\n"),
+    # after a nested list: ruamel keeps the block on its last item
+    ("a:\n  - x\n# old\nb: 2\n", "a:\n  - x\n# new\nb: 2\n"),
+    ("a:\n  c: d\nb: 2\n", "a:\n  c: d\n# new\nb: 2\n"),
+    # above the first key: added below what is there
+    ("# head\nb: 2\na: 1\n", "# head\n# new\nb: 2\na: 1\n"),
+])
+def test_comment_before_a_key(before: str, after: str) -> None:
+    data = load_mapping(before, "x.yaml")
+    set_comment_before(data, "b", ["new"], column=0)
+    assert dump(data) == after
 
 
 @pytest.mark.slow

@@ -3,8 +3,10 @@ kustomize, the real pipeline from a cluster entry point."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from support import REPO_ROOT
 from vllm_gitops.findings import Finding
 from vllm_gitops.pipeline import ScopeLoader, Target, discover_targets, validate
 from vllm_gitops.policies.registry import RULES, _load_builtin_rules, run_policies
@@ -152,3 +154,18 @@ def test_one_sync_object_checked_alone_is_not_judged(tmp_path: Path) -> None:
     scope = ScopeLoader(load_settings(tmp_path)).load(Target(alone, "sync-0.yaml", "paths"))
     assert run_policies(scope, [RULES[RULE]]) == []
     assert [f.line for f in findings(tmp_path)] == [3]
+
+
+def test_an_environment_without_models_lists_nothing_to_deploy(tmp_path: Path) -> None:
+    """The last model removed: `resources: []` in the models list is not a folder left behind."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "overlays", repo / "overlays")
+    shutil.copytree(REPO_ROOT / "base", repo / "base")
+    shutil.copytree(REPO_ROOT / "clusters", repo / "clusters")
+    shutil.copy(REPO_ROOT / "vllm-gitops.yaml", repo / "vllm-gitops.yaml")
+    (repo / "overlays/dev/models/kustomization.yaml").write_text("resources: []\n")
+    for tool in ("flux", "argocd"):
+        (repo / f"clusters/dev/{tool}/models/kustomization.yaml").write_text("resources: []\n")
+    report = validate([Target(repo / "clusters/dev/flux", "clusters/dev/flux", "cluster")],
+                      load_settings(repo))
+    assert not [f for f in report.findings if f.rule == "gitops/listed-not-synced"]

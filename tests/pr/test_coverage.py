@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -113,3 +114,40 @@ def test_a_folder_the_sources_suggest_but_nothing_syncs_is_checked_alone(
     typo = [f for f in result["findings"] if f["rule"] == "schema/invalid"]
     assert [(f["file"], f["targets"]) for f in typo] == [("overlays/x/cm.yaml", ["overlays/x"])]
     assert result["summary"]["targets"] == 2 and result["summary"]["scopes"] == 2
+
+
+def test_an_aggregation_a_cluster_deploys_in_part_is_not_checked_whole(
+        tmp_path: Path) -> None:
+    """env lists two models; the cluster syncs one. The other is checked on its own, and env
+    is not: checked whole it would judge both models as if deployed together."""
+    for name in ("m1", "m2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "kustomization.yaml").write_text("resources: [../m1, ../m2]\n")
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "kustomization.yaml").write_text("resources: [m1.yaml]\n")
+    (tmp_path / "cluster" / "m1.yaml").write_text(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
+        "metadata: {name: m1, namespace: flux-system}\n"
+        "spec: {path: ./m1, sourceRef: {kind: GitRepository, name: repo}}\n")
+    targets = [Target(tmp_path / n, n, "cluster" if n == "cluster" else "overlay")
+               for n in ("cluster", "env", "m1", "m2")]
+    coverage = plan(targets, tmp_path, {})
+    assert [t.name for t in coverage.checked] == ["cluster", "m2"]
+    assert coverage.covered == {"env": "cluster", "m1": "cluster"}
+    assert coverage.parts["env"] == [tmp_path / "m1"]
+
+
+def test_a_model_nothing_syncs_is_one_finding(validate_repo: Callable[..., Run],
+                                              repo: Path) -> None:
+    models = repo / "overlays/dev/models"
+    shutil.copytree(models / "qwen3", models / "extra")
+    edit_re(models / "extra/kustomization.yaml", r"-qwen3\b", "-extra")
+    edit_re(models / "extra/kustomization.yaml", r"instance: qwen3\b", "instance: extra")
+    edit_re(models / "kustomization.yaml", r"  - qwen3\n", "  - qwen3\n  - extra\n")
+    result = verdict(validate_repo())
+    errors = [f for f in result["findings"] if f["severity"] == "error"]
+    assert [(f["rule"], f["file"], f["line"]) for f in errors] == [
+        ("gitops/listed-not-synced", "overlays/dev/models/kustomization.yaml", 10)]
+    assert result["summary"]["scopes"] == 8  # the 7, and the unsynced model on its own

@@ -143,24 +143,44 @@ def test_a_head_that_does_not_render_is_not_shown_as_removals(diff: Callable[...
     assert prod["resources"] == [] and prod["hazards"] == []  # nothing claimed removed
 
 
-def test_objects_that_move_to_another_sync_unit_are_one_hazard(diff: Callable[..., Run],
-                                                                repo: Path) -> None:
-    """The dev model goes back into `apps` (the layout before one sync unit per model): the
-    rendered objects are the same, but `apps` now applies them, and the model's unit, pruning,
-    may delete them first."""
+def move_dev_model_into_apps(repo: Path) -> None:
+    """The layout before one sync unit per model: `apps` applies the dev model again."""
     edit(repo / "overlays/dev/apps/kustomization.yaml", "  - ../../../base/litellm\n",
          "  - ../../../base/litellm\n  - ../models/qwen3\n")
     for tool in ("flux", "argocd"):
-        edit(repo / f"clusters/dev/{tool}/models/kustomization.yaml", "  - qwen3.yaml\n",
-             "  []\n")
-        edit(repo / f"clusters/dev/{tool}/models/kustomization.yaml", "resources:\n  []\n",
-             "resources: []\n")
+        edit(repo / f"clusters/dev/{tool}/models/kustomization.yaml",
+             "resources:\n  - qwen3.yaml\n", "resources: []\n")
+
+
+def test_objects_that_move_to_another_sync_unit_are_one_hazard(diff: Callable[..., Run],
+                                                                repo: Path) -> None:
+    """The rendered objects are the same, but `apps` now applies them, and the model's unit,
+    pruning, may delete them first."""
+    move_dev_model_into_apps(repo)
     found = clusters(diff("--base", "HEAD", "--format", "json"))
     flux = found["clusters/dev/flux"]
     assert {r["kind"] for r in flux["resources"]} == {"Kustomization"}  # only model-qwen3 goes
     [moved] = hazards(flux, "restart")
     assert moved.startswith("Service inference/vllm-headless-qwen3 and 3 more: moves from "
                             "Flux Kustomization model-qwen3 to Flux Kustomization apps")
-    assert "kustomize.toolkit.fluxcd.io/prune: disabled" in moved
+    assert "kustomize.toolkit.fluxcd.io/prune: disabled" in moved and "Prune=false" not in moved
     [argo] = hazards(found["clusters/dev/argocd"], "restart")
     assert "moves from Application dev-model-qwen3 to Application dev-apps" in argo
+    assert "argocd.argoproj.io/sync-options: Prune=false" in argo
+
+
+def test_a_move_the_base_protects_from_pruning_is_no_hazard(diff: Callable[..., Run],
+                                                             repo: Path) -> None:
+    """The advice followed: the annotations merged first, then the move."""
+    edit(repo / "base/vllm/statefulset.yaml", "  annotations:\n",
+         "  annotations:\n    kustomize.toolkit.fluxcd.io/prune: disabled\n"
+         "    argocd.argoproj.io/sync-options: Prune=false\n")
+    for name in ("service.yaml", "service-headless.yaml", "poddisruptionbudget.yaml"):
+        edit(repo / "base/vllm" / name, "metadata:\n", "metadata:\n  annotations:\n"
+             "    kustomize.toolkit.fluxcd.io/prune: disabled\n"
+             "    argocd.argoproj.io/sync-options: Prune=false\n")
+    commit_all(repo, "protect the model objects from pruning")
+    move_dev_model_into_apps(repo)
+    found = clusters(diff("--base", "HEAD", "--format", "json"))
+    for name in ("clusters/dev/flux", "clusters/dev/argocd"):
+        assert hazards(found[name], "restart") == [], name

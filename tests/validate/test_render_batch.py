@@ -4,6 +4,7 @@ a hung or dead batch process is a render failure, never a hang or a wrong render
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -113,3 +114,31 @@ def test_the_processes_end_with_the_renderer() -> None:
     del renderer
     gc.collect()
     assert server.process.poll() is not None
+
+
+def test_a_custom_openapi_schema_does_not_leak_into_the_next_folder(cli: Renderer,
+                                                                    tmp_path: Path) -> None:
+    """kustomize keeps the OpenAPI schema process-wide, and a kustomization's `openapi:` field
+    replaces it: the next folder must still merge its patches with the built-in schema."""
+    custom, plain = tmp_path / "custom", tmp_path / "plain"
+    custom.mkdir()
+    plain.mkdir()
+    (custom / "schema.json").write_text(
+        '{"swagger": "2.0", "info": {"title": "none", "version": "1"}, "paths": {}, '
+        '"definitions": {}}')
+    (custom / "kustomization.yaml").write_text("openapi: {path: schema.json}\n"
+                                               "resources: [cm.yaml]\n")
+    (custom / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    (plain / "kustomization.yaml").write_text(
+        "resources: [deploy.yaml]\npatches:\n  - patch: |\n      apiVersion: apps/v1\n"
+        "      kind: Deployment\n      metadata: {name: web}\n      spec:\n        template:\n"
+        "          spec:\n            containers: [{name: b, image: y}]\n")
+    (plain / "deploy.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n"
+        "    spec:\n      containers: [{name: a, image: x, env: [{name: A, value: '1'}]}]\n")
+    done = subprocess.run([str(BATCH_BINARY)], input=f"{custom}\n{plain}\n", text=True,
+                          capture_output=True, timeout=TIMEOUT_SECONDS, check=True)
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    expected = subprocess.run([*cli.command, str(plain)], capture_output=True, text=True,
+                              timeout=TIMEOUT_SECONDS, check=True).stdout
+    assert "image: x" in expected and replies[1] == {"output": expected}

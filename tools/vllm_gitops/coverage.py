@@ -69,9 +69,12 @@ def plan(targets: Sequence[T], repo_root: Path, memo: dict[Path, Closure]) -> Co
     checked: list[T] = []
     covered: dict[str, str] = {}
     parts: dict[str, list[Path]] = {}
+    targets_at = {Path(os.path.normpath(t.path)) for t in targets}
     for target in order:
         folders = aggregated_parts(Path(os.path.normpath(target.path)))
         by = next((c for c in checked if all(f in reach[c.name] for f in folders)), None)
+        if by is None:
+            by, folders = _split(target, folders, checked, units, targets_at)
         if by is None:
             checked.append(target)
         else:
@@ -81,8 +84,23 @@ def plan(targets: Sequence[T], repo_root: Path, memo: dict[Path, Closure]) -> Co
     return Coverage(kept, covered, {t.name: units[t.name] for t in kept}, parts)
 
 
+def _split(target: T, folders: list[Path], checked: list[T], units: dict[str, list[Path]],
+           targets_at: set[Path]) -> tuple[T | None, list[Path]]:
+    """An aggregation of sync units (overlays/<env>: infrastructure, apps, each model) that a
+    cluster syncs only in part is not checked whole: there its other parts (a model nothing
+    syncs) would be judged as if deployed beside the rest. Each part is a target of its own.
+    -> (a cluster syncing some parts, those parts)."""
+    clusters = [c for c in checked if c.kind == "cluster"]
+    synced = [f for f in folders if any(f in units[c.name] for c in clusters)]
+    if folders == [Path(os.path.normpath(target.path))] or not synced or not all(
+            f in targets_at for f in folders if f not in synced):
+        return None, folders
+    return next(c for c in clusters if synced[0] in units[c.name]), synced
+
+
 def aggregated_parts(folder: Path, walking: frozenset[Path] = frozenset()) -> list[Path]:
-    """The kustomization folders a pure aggregation lists (recursively), else [folder]."""
+    """The kustomization folders a pure aggregation lists (recursively; none when it lists
+    nothing, like the models of an environment without any), else [folder]."""
     kfile = kustomization_file(folder)
     try:
         docs = load_file_cached(kfile, str(kfile)) if kfile else ()
@@ -92,8 +110,8 @@ def aggregated_parts(folder: Path, walking: frozenset[Path] = frozenset()) -> li
     if not isinstance(data, dict) or set(data) - AGGREGATION_KEYS or data.get(
             "kind", "Kustomization") != "Kustomization":
         return [folder]
-    entries = data.get("resources")
-    if not isinstance(entries, list) or not entries or not all(
+    entries = data.get("resources") or []
+    if not isinstance(entries, list) or not all(
             isinstance(e, str) and not is_remote(e) and not os.path.isabs(e) for e in entries):
         return [folder]
     children = [Path(os.path.normpath(folder / entry)) for entry in entries]

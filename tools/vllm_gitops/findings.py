@@ -36,7 +36,7 @@ class ResourceRef:
 
     def __str__(self) -> str:
         ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {ns}{self.name}"
+        return f"{self.kind} {ns}{self.name}".rstrip()  # a kustomization file has no name
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from functools import cache
@@ -111,32 +112,47 @@ class _BatchServer:
         try:
             self.process = subprocess.Popen(
                 [binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
-                text=True, encoding="utf-8", env=_environment())
+                env=_environment())
         except OSError as exc:
             self.errors.close()
             raise ToolError(f"cannot run {binary}: {exc.strerror}") from None
 
     def ask(self, folder: Path, timeout_seconds: float) -> dict[str, Any]:
-        """The reply for one folder; RenderFailed when the process hangs or dies."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
+        """The reply for one folder; RenderFailed when the process hangs, dies or talks
+        nonsense."""
+        stdin = self.process.stdin
+        assert stdin is not None
         try:
-            stdin.write(f"{folder}\n")
+            stdin.write(f"{folder}\n".encode())
             stdin.flush()
         except OSError:
             raise RenderFailed(self._died(), transient=True) from None
+        line = self._read_line(time.monotonic() + timeout_seconds, timeout_seconds)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict) or not ({"output", "error"} & reply.keys()):
+            raise RenderFailed(self._died() if not line else
+                               f"kustomize-batch said {line[:200]!r}", transient=True)
+        return reply
+
+    def _read_line(self, deadline: float, timeout_seconds: float) -> bytes:
+        """One whole line of its output, within the deadline (b"" when the output ended)."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        chunks: list[bytes] = []
         with selectors.DefaultSelector() as waiting:
             waiting.register(stdout, selectors.EVENT_READ)
-            if not waiting.select(timeout_seconds):
-                raise RenderFailed(f"kustomize did not finish in {timeout_seconds:.0f} s",
-                                   transient=True)
-        line = stdout.readline()
-        try:
-            reply: dict[str, Any] = json.loads(line)
-        except ValueError:
-            raise RenderFailed(self._died() if not line else f"kustomize-batch said {line!r}",
-                               transient=True) from None
-        return reply
+            while not chunks or not chunks[-1].endswith(b"\n"):
+                if not waiting.select(max(0.0, deadline - time.monotonic())):
+                    raise RenderFailed(f"kustomize did not finish in {timeout_seconds:.0f} s",
+                                       transient=True)
+                chunk = os.read(stdout.fileno(), 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def _died(self) -> str:
         try:

@@ -36,7 +36,7 @@ class Settings:
     missing_schema_is_error: bool = False
     engine: str = "jsonschema"
     allow_remote_bases: bool = False
-    kustomize: str | None = None  # explicit binary; else kustomize on PATH, else kubectl
+    kustomize: str | None = None  # explicit binary; else .bin/kustomize-batch, PATH, kubectl
     render_timeout_seconds: float = 120.0
     schema_fetch_timeout_seconds: float = 10.0
     cache_dir: Path = field(default_factory=default_cache_dir)

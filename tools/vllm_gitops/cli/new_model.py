@@ -37,7 +37,9 @@ Examples:
 Writes overlays/<env>/models/<name>/, lists it in overlays/<env>/models/kustomization.yaml,
 writes its sync files clusters/<env>/flux/models/<name>.yaml (Flux Kustomization) and
 clusters/<env>/argocd/models/<name>.yaml (Argo CD Application), each listed in its folder's
-kustomization.yaml, and regenerates overlays/<env>/apps/models.yaml (LiteLLM routes).
+kustomization.yaml (created and listed in the entry point when missing; the Flux timeout
+covers the model's startup), and regenerates overlays/<env>/apps/models.yaml (LiteLLM
+routes).
 After a run: git add overlays/<env> clusters/<env> && open a pull request (CI runs make
 validate)."""
 

@@ -15,7 +15,10 @@ from vllm_gitops.diff.hazards import (
     hazards_of_change,
     hazards_of_moves,
     hazards_of_removals,
+    prunes,
+    unit_label,
 )
+from vllm_gitops.resources import Resource
 from vllm_gitops.scope import Scope
 
 
@@ -76,24 +79,26 @@ def compare(base: Scope | None, head: Scope | None, serving: set[Key]) -> Cluste
     return out
 
 
-def _sync_units(scope: Scope | None) -> dict[Key, str]:
-    """Each object's Flux Kustomization / Argo CD Application ("Flux Kustomization apps")."""
+def _sync_units(scope: Scope | None) -> dict[Key, Resource]:
+    """Each object's Flux Kustomization / Argo CD Application."""
     units = {}
     for resource in scope.resources if scope else []:
         unit = scope.sync_parent(resource) if scope else None
         if unit is not None:
-            label = "Flux Kustomization" if unit.kind == "Kustomization" else unit.kind
-            units[resource_key(resource.doc)] = f"{label} {unit.name}"
+            units[resource_key(resource.doc)] = unit
     return units
 
 
 def _moves(base: Scope | None, head: Scope | None) -> dict[tuple[str, str], list[Key]]:
-    """(old unit, new unit) -> the objects that move between them."""
+    """(old unit, new unit) -> the objects that move between them and that the old one may
+    prune (it prunes, and the object applied from the base does not opt out)."""
     before, after = _sync_units(base), _sync_units(head)
+    docs = documents_by_key(base)
     moves: dict[tuple[str, str], list[Key]] = {}
     for key in sorted(before.keys() & after.keys()):
-        if before[key] != after[key]:
-            moves.setdefault((before[key], after[key]), []).append(key)
+        old, new = unit_label(before[key]), unit_label(after[key])
+        if old != new and prunes(before[key], docs[key]):
+            moves.setdefault((old, new), []).append(key)
     return moves
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vllm_gitops.resources import Resource
 from vllm_gitops.sizing.quantity import parse_quantity
 
 Key = tuple[str, str, str, str]  # API group, kind, namespace, name
@@ -156,19 +157,44 @@ def _ip(value: Any) -> str:
     return "None (headless)" if value == "None" else str(value)
 
 
+FLUX_UNIT = "Flux Kustomization"
+# The annotation that keeps an object from being pruned, per GitOps tool:
+# https://fluxcd.io/flux/components/kustomize/kustomizations/#garbage-collection and
+# https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#no-prune-resources
+PRUNE_GUARD = {FLUX_UNIT: ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
+               "Application": ("argocd.argoproj.io/sync-options", "Prune=false")}
+
+
+def unit_label(unit: Resource) -> str:
+    """"Flux Kustomization apps" or "Application dev-apps"."""
+    return f"{FLUX_UNIT if unit.kind == 'Kustomization' else unit.kind} {unit.name}"
+
+
+def prunes(unit: Resource, doc: dict[str, Any]) -> bool:
+    """Whether `unit` deletes `doc` (an object it applied) once it no longer renders it."""
+    kind = FLUX_UNIT if unit.kind == "Kustomization" else unit.kind
+    annotation, value = PRUNE_GUARD.get(kind, ("", ""))
+    annotations = _get(doc, "metadata", "annotations")
+    if value in str((annotations if isinstance(annotations, dict) else {}).get(annotation, "")):
+        return False
+    if kind == FLUX_UNIT:
+        return unit.get("spec", "prune") is True
+    return unit.get("spec", "syncPolicy", "automated", "prune") is True
+
+
 def hazards_of_moves(moves: dict[tuple[str, str], list[Key]]) -> list[Hazard]:
-    """Objects a different Flux Kustomization / Argo CD Application applies at the head: with
-    pruning on, the old one may delete them before the new one applies them again. One hazard
-    per (old, new) pair of sync units."""
+    """Objects a different Flux Kustomization / Argo CD Application applies at the head: the
+    old one, pruning, may delete them before the new one applies them again. One hazard per
+    (old, new) pair of sync units."""
     found = []
     for (old_unit, new_unit), keys in sorted(moves.items()):
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+        annotation, value = PRUNE_GUARD[old_unit.rsplit(" ", 1)[0]]
         found.append(Hazard(RESTART, f"{describe(keys[0])}{more}", (
-            f"moves from {old_unit} to {new_unit}: with pruning on, {old_unit} may delete it "
+            f"moves from {old_unit} to {new_unit}: {old_unit} prunes, and may delete it "
             f"before {new_unit} applies it again, restarting what it serves. To move it "
-            "without that, first merge the annotation `kustomize.toolkit.fluxcd.io/prune: "
-            "disabled` (Flux) or `argocd.argoproj.io/sync-options: Prune=false` (Argo CD) on "
-            "it, then the move, then remove the annotation.")))
+            f"without that, first merge the annotation `{annotation}: {value}` on it, then "
+            "the move, then remove the annotation.")))
     return found
 
 

@@ -1,6 +1,6 @@
 """Round-trip edits of YAML files (ruamel.yaml: comments, order and quoting survive; only
-what is edited changes): a kustomization's `resources` list, and mappings loaded to be edited
-by the caller (`load_mapping`, `dump`)."""
+what is edited changes): a kustomization's `resources` list, the comment above a key, and
+mappings loaded to be edited by the caller (`load_mapping`, `dump`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 from vllm_gitops.errors import ToolError
 
@@ -88,3 +89,33 @@ def remove_resource(text: str, entry: str, path: str) -> str:
     if comment is not None and index == len(resources) and index > 0:
         resources.ca.items[index - 1] = comment
     return dump(data)
+
+
+def set_comment_before(mapping: CommentedMap, key: str, lines: list[str], column: int) -> None:
+    """Make `lines` the comment block right above `key`, at `column`. ruamel keeps that block
+    at the end of the comment after the previous entry's last scalar; an end-of-line comment
+    there and comments above a blank line stay. Above a first key (kept by the parent) the
+    lines are added below the comment there."""
+    keys = list(mapping)
+    at = keys.index(key)
+    if at == 0:
+        mapping.yaml_set_comment_before_after_key(key, before="\n".join(lines), indent=column)
+        return
+    slots, index = _comment_after(mapping, keys[at - 1])
+    token = slots[index]
+    if token is None:
+        token = slots[index] = CommentToken("\n", CommentMark(column), None)
+    head, *rest = str(token.value).splitlines(keepends=True) or ["\n"]
+    while rest and rest[-1].lstrip().startswith("#"):
+        rest.pop()
+    token.value = "".join([head, *rest, *(f"{' ' * column}# {line}\n" for line in lines)])
+
+
+def _comment_after(node: CommentedMap | CommentedSeq, key: Any) -> tuple[list[Any], int]:
+    """Where ruamel keeps the comment after entry `key` of `node`: (its slots, the index)."""
+    value = node[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and len(value) > 0:
+        return _comment_after(value, list(value)[-1] if isinstance(value, dict)
+                              else len(value) - 1)
+    slots = node.ca.items.setdefault(key, [None, None, None, None])
+    return slots, 0 if isinstance(node, CommentedSeq) else 2

@@ -120,16 +120,18 @@ def plan_changes(req: Request, root: Path, outcome: Outcome) -> tuple[ChangeSet,
     node_class = infra.node_classes.get(pool.node_class or "")
     folder = scaffold.folder_of(req)
     gateway = repo.gateway(req.env)
-    units = outcome.sync = sync.to_add(root, req.env, req.name, folder, gateway.namespace)
+    sizing = outcome.sizing = scaffold.size(choice, model, base, node_class)
+    units = outcome.sync = sync.to_add(root, req.env, req.name, folder, gateway.namespace,
+                                       sizing.startup_s)
     if not units:
-        outcome.notes.append(f"no clusters/{req.env}/{{flux,argocd}}/models/kustomization.yaml: "
+        outcome.notes.append(f"no clusters/{req.env}/{{flux,argocd}}/kustomization.yaml: "
                              "nothing deploys the model folder; add its Flux Kustomization "
                              "or Argo CD Application by hand")
-    files, outcome.sizing = scaffold.model_files(req, choice, model, base, node_class, root,
-                                                 gateway, units)
+    files = scaffold.model_files(req, choice, model, base, sizing, root, gateway, units)
     changes = ChangeSet(files={unit.path: unit.text for unit in units},
                         folders={folder: {Path(p).name: text for p, text in files.items()}})
-    changes.files.update(_edit_lists(root, _lists(req, units), remove=False))
+    changes.files.update(sync.entry_point_edits(root, req.env, units))
+    changes.files.update(_edit_lists(root, _lists(req, units), False, changes.files))
     if choice.offer.pool_folder_to_add:
         changes.files.update(_add_pool(root, req.env, choice.offer.pool_folder_to_add))
     if req.model_config is not None:
@@ -141,7 +143,7 @@ def _removal(req: Request, root: Path, units: list[SyncFile]) -> ChangeSet:
     """Folder, sync files and list entries go; an error when none of them is there."""
     folder = scaffold.folder_of(req)
     changes = ChangeSet(files={unit.path: None for unit in units}, folders={folder: None})
-    changes.files.update(_edit_lists(root, _lists(req, units), remove=True))
+    changes.files.update(_edit_lists(root, _lists(req, units), True, changes.files))
     if not effective(changes, root).paths():
         raise ToolError(f"there is no model {req.name!r} in {req.env}: no folder {folder}, no "
                         f"entry in {scaffold.models_list(req.env)}, no clusters/{req.env}/"
@@ -154,11 +156,13 @@ def _lists(req: Request, units: list[SyncFile]) -> list[tuple[str, str]]:
     return [(scaffold.models_list(req.env), req.name), *[(u.listing, u.entry) for u in units]]
 
 
-def _edit_lists(root: Path, lists: list[tuple[str, str]], remove: bool) -> dict[str, str]:
-    """Each list with the entry added (sorted among the others) or removed."""
+def _edit_lists(root: Path, lists: list[tuple[str, str]], remove: bool,
+                planned: dict[str, str | None]) -> dict[str, str]:
+    """Each list (as `planned` so far, else as it is) with the entry added (sorted among the
+    others) or removed."""
     out = {}
     for path, entry in lists:
-        text = read_text(root, path)
+        text = planned[path] if path in planned else read_text(root, path)
         if text is None and remove:
             continue
         if text is None:

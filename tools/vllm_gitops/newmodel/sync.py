@@ -6,11 +6,14 @@ model's file is a sibling's (the model's own file when it exists, else the first
 only its name, its path and the comments naming the sibling's model changed (ruamel
 round-trip), so local choices (interval, timeout, retries, comments) carry over. A folder
 without a sibling gets a built-in template, the shape of the committed files, with the source
-fields of the entry point's `apps` object.
+and destination fields of the entry point's `apps` object. A Flux timeout shorter than the
+model's first rollout may take is raised (`_fit_timeout`). An entry point without a `models/`
+folder gets one (`entry_point_edits`).
 """
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Callable, Iterator
@@ -25,8 +28,23 @@ from ruamel.yaml.tokens import CommentToken
 from vllm_gitops.errors import ToolError
 from vllm_gitops.load import source_documents
 from vllm_gitops.newmodel import edit
+from vllm_gitops.policies.karpenter import duration_hours
 
 Key = tuple[str | int, ...]
+
+# A model's first rollout waits for Karpenter to launch a GPU node (~3-5 min) and for the
+# vLLM image pull (~3-5 min, more on a cold node) before its startup probe starts counting.
+NODE_AND_PULL_S = 15 * 60
+TIMEOUT_STEP_S = 5 * 60  # a Flux timeout is rounded up to whole 5 minutes
+
+_LISTING = """\
+# One {label} per model folder of overlays/{env}/models/ (tools/new-model adds and
+# removes them): each model {note}.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - {entry}
+"""
 
 _FLUX_TEMPLATE = """\
 # The model {folder}, applied after the apps (its namespace and HF token).
@@ -87,6 +105,15 @@ spec:
 
 
 @dataclass(frozen=True)
+class Inherit:
+    """A field of the entry point's apps object that the template takes when it is set."""
+
+    source: Key
+    target: Key = ()  # the template's field (default: the same)
+    replaces: str = ""  # a key beside the target that the API forbids with it (dropped)
+
+
+@dataclass(frozen=True)
 class Tool:
     """One GitOps tool: where its entry point is and how its sync object names a folder."""
 
@@ -97,18 +124,26 @@ class Tool:
     path_field: Key
     default_name: str  # {env}, {name}: the object name when the sibling's says nothing
     template: str  # {folder}, {name}, {namespace}: the file when the folder has no sibling
-    # (field of the entry point's apps object, field of the template) copied when found
-    inherited: tuple[tuple[Key, Key], ...]
+    inherited: tuple[Inherit, ...]
+    timeout: Key | None  # how long the tool waits for the model's health (None: no limit)
+    listing_note: str  # what each model does on its own (the models/ list's header)
 
 
 FLUX = Tool("flux", "Flux Kustomization", "kustomize.toolkit.fluxcd.io/", "Kustomization",
             ("spec", "path"), "model-{name}", _FLUX_TEMPLATE,
-            ((("metadata", "name"), ("spec", "dependsOn", 0, "name")),
-             (("spec", "sourceRef", "kind"),) * 2, (("spec", "sourceRef", "name"),) * 2))
+            (Inherit(("metadata", "name"), ("spec", "dependsOn", 0, "name")),
+             *[Inherit(("spec", "sourceRef", key)) for key in ("kind", "name", "namespace")],
+             Inherit(("spec", "serviceAccountName")), Inherit(("spec", "kubeConfig"))),
+            ("spec", "timeout"), "rolls out, waits for its health and fails on its own")
 ARGO_CD = Tool("argocd", "Argo CD Application", "argoproj.io/", "Application",
                ("spec", "source", "path"), "{env}-model-{name}", _ARGO_TEMPLATE,
-               ((("spec", "project"),) * 2, (("spec", "source", "repoURL"),) * 2,
-                (("spec", "source", "targetRevision"),) * 2))
+               (Inherit(("spec", "project")), Inherit(("spec", "source", "repoURL")),
+                Inherit(("spec", "source", "targetRevision")),
+                Inherit(("spec", "destination", "server")),
+                # Argo CD takes a destination server or name, never both.
+                Inherit(("spec", "destination", "name"), replaces="server"),
+                Inherit(("spec", "destination", "namespace"))),
+               None, "syncs, reports its health and fails on its own")
 TOOLS = (FLUX, ARGO_CD)
 
 
@@ -136,9 +171,13 @@ def models_folder(env: str, tool: Tool) -> str:
     return f"clusters/{env}/{tool.entry}/models"
 
 
+def entry_point(env: str, tool: Tool) -> str:
+    return f"clusters/{env}/{tool.entry}/kustomization.yaml"
+
+
 def present(root: Path, env: str) -> list[Tool]:
-    """The tools whose entry point of `env` syncs its models one by one (models/ listed)."""
-    return [t for t in TOOLS if (root / models_folder(env, t) / "kustomization.yaml").is_file()]
+    """The tools with an entry point for `env`: each syncs its models one by one."""
+    return [t for t in TOOLS if (root / entry_point(env, t)).is_file()]
 
 
 def to_remove(root: Path, env: str, name: str) -> list[SyncFile]:
@@ -146,8 +185,10 @@ def to_remove(root: Path, env: str, name: str) -> list[SyncFile]:
             for tool in present(root, env)]
 
 
-def to_add(root: Path, env: str, name: str, folder: str, namespace: str) -> list[SyncFile]:
-    """The sync files that deploy model folder `folder` (named `name`), one per tool."""
+def to_add(root: Path, env: str, name: str, folder: str, namespace: str,
+           startup_s: int) -> list[SyncFile]:
+    """The sync files that deploy model folder `folder` (named `name`), one per tool;
+    `startup_s`: how long the model's startup probe lets it start."""
     out = []
     for tool in present(root, env):
         path = f"{models_folder(env, tool)}/{name}.yaml"
@@ -156,7 +197,24 @@ def to_add(root: Path, env: str, name: str, folder: str, namespace: str) -> list
             data = _from_template(root, env, tool, name, folder, namespace, path)
         else:
             _retarget(data, tool, env, name, folder)
+        _fit_timeout(data, tool, startup_s)
         out.append(SyncFile(tool, path, str(data["metadata"]["name"]), edit.dump(data)))
+    return out
+
+
+def entry_point_edits(root: Path, env: str, units: list[SyncFile]) -> dict[str, str]:
+    """What an entry point without a models/ folder needs to deploy its unit: the folder's
+    kustomization.yaml listing it, and `models` in the entry point's own list."""
+    out = {}
+    for unit in units:
+        if (root / unit.listing).is_file():
+            continue
+        out[unit.listing] = _LISTING.format(label=unit.tool.label, env=env,
+                                            note=unit.tool.listing_note, entry=unit.entry)
+        entry = entry_point(env, unit.tool)
+        text = (root / entry).read_text(encoding="utf-8")
+        # After the entry point's own files (no entry starts with "models").
+        out[entry] = edit.add_resource(text, "models", entry, "models")
     return out
 
 
@@ -194,8 +252,8 @@ def _retarget(data: CommentedMap, tool: Tool, env: str, name: str, folder: str) 
     at = old_name.rfind(old_model) if old_model else -1
     new_name = (old_name[:at] + name + old_name[at + len(old_model):] if at >= 0
                 else tool.default_name.format(env=env, name=name))
-    _set(data, ("metadata", "name"), new_name)
-    _set(data, tool.path_field, ("./" if old_path.startswith("./") else "") + folder)
+    _put(data, ("metadata", "name"), new_name)
+    _put(data, tool.path_field, ("./" if old_path.startswith("./") else "") + folder)
     swap = _swapper({old_folder: folder, old_name: new_name, old_model: name})
     for token in _comment_tokens(data):
         token.value = swap(token.value)
@@ -235,10 +293,10 @@ def _from_template(root: Path, env: str, tool: Tool, name: str, folder: str, nam
                                 name=tool.default_name.format(env=env, name=name))
     data = edit.load_mapping(text, path)
     apps = _apps_object(root, env, tool)
-    for source, target in tool.inherited if apps is not None else ():
-        value = _get(apps, source)
-        if isinstance(value, str):
-            _set(data, target, value)
+    for field in tool.inherited if apps is not None else ():
+        value = _get(apps, field.source)
+        if isinstance(value, str | dict):
+            _put(data, field.target or field.source, value, field.replaces)
     return data
 
 
@@ -254,6 +312,33 @@ def _apps_object(root: Path, env: str, tool: Tool) -> dict[str, Any] | None:
     return None
 
 
+# ---------------------------------------------------------------- timeout
+
+
+def _fit_timeout(data: CommentedMap, tool: Tool, startup_s: int) -> None:
+    """Raise the tool's wait timeout to what the model's first rollout may take: node launch
+    and image pull, then the whole startup probe budget. A larger one is kept."""
+    if tool.timeout is None:
+        return
+    needed = math.ceil((startup_s + NODE_AND_PULL_S) / TIMEOUT_STEP_S) * TIMEOUT_STEP_S
+    current = _get(data, tool.timeout)
+    hours = duration_hours(current) if isinstance(current, str) else None
+    if hours is not None and hours * 3600 >= needed:
+        return
+    _put(data, tool.timeout, go_duration(needed))
+    edit.set_comment_before(_get(data, tool.timeout[:-1]), str(tool.timeout[-1]), [
+        f"First rollout: GPU node launch and image pull (~{NODE_AND_PULL_S // 60} min) + "
+        "startup probe budget",
+        f"({go_duration(startup_s)}, see model.yaml), rounded up to "
+        f"{TIMEOUT_STEP_S // 60} minutes."], column=2 * (len(tool.timeout) - 1))
+
+
+def go_duration(seconds: int) -> str:
+    """Seconds rounded up to whole minutes, as a Go duration: 45m, 1h, 2h15m."""
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+
+
 # ---------------------------------------------------------------- fields
 
 
@@ -267,8 +352,16 @@ def _get(data: Any, key: Key) -> Any:
     return data
 
 
-def _set(data: Any, key: Key, value: str) -> None:
-    """Set a field that exists, keeping its quoting style."""
+def _put(data: Any, key: Key, value: Any, replaces: str = "") -> None:
+    """Set a field whose parent exists: in place (a string keeps its quoting style), in
+    place of key `replaces`, else at the end of its mapping."""
     parent = _get(data, key[:-1])
     old = _get(parent, key[-1:])
-    parent[key[-1]] = type(old)(value) if isinstance(old, ScalarString) else value
+    if isinstance(old, ScalarString) and isinstance(value, str):
+        value = type(old)(value)
+    if replaces and isinstance(parent, CommentedMap) and replaces in parent:
+        position = list(parent).index(replaces)
+        del parent[replaces]
+        parent.insert(position, key[-1], value)
+    else:
+        parent[key[-1]] = value

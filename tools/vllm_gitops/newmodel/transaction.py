@@ -3,8 +3,8 @@
 A change is first made in a staging copy of the repository (a temporary folder): routes are
 regenerated and the environment validated there, so the real tree is untouched until the
 change is known to be good. `apply` then writes it: a model folder appears or disappears by
-one rename, each file is replaced atomically (fileio.write_atomic), and any error or Ctrl-C
-part-way restores every file and folder it had touched.
+one rename, each file is replaced atomically (fileio.write_atomic) in its folder (created when
+missing), and any error or Ctrl-C part-way restores every file and folder it had touched.
 
 Tests inject an interruption with VLLM_GITOPS_NEW_MODEL_INTERRUPT_AFTER=N (raise
 KeyboardInterrupt after N steps of `apply`).
@@ -12,6 +12,7 @@ KeyboardInterrupt after N steps of `apply`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
@@ -148,6 +149,9 @@ class _Journal:
                     write_atomic(path, str(saved))
             elif action == "remove-folder":
                 shutil.rmtree(path, ignore_errors=True)
+            elif action == "remove-empty-folder":
+                with contextlib.suppress(OSError):
+                    path.rmdir()
             elif action == "rename-back" and isinstance(saved, Path):
                 os.replace(saved, path)
         for temp in self.trash:
@@ -163,6 +167,8 @@ def apply(root: Path, changes: ChangeSet) -> None:
         for rel, content in sorted(changes.files.items()):
             path = root / rel
             before = path.read_text(encoding="utf-8") if path.is_file() else None
+            if content is not None:
+                _make_folders(journal, path.parent)
             journal.undo.append(("restore-file", path, before))
             if content is None:
                 path.unlink(missing_ok=True)
@@ -178,6 +184,16 @@ def apply(root: Path, changes: ChangeSet) -> None:
         raise
     for old in journal.trash:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_folders(journal: _Journal, folder: Path) -> None:
+    """Create `folder` and its missing parents; rollback removes them (when empty)."""
+    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        try:
+            missing.mkdir()
+        except OSError as exc:
+            raise ToolError(f"cannot create folder {missing}: {exc.strerror}") from None
+        journal.undo.append(("remove-empty-folder", missing, None))
 
 
 def _swap_folder(journal: _Journal, final: Path, files: dict[str, str] | None) -> None:

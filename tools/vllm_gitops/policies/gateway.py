@@ -23,7 +23,7 @@ from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.policies.secrets import text_line_offset
 from vllm_gitops.resources import Resource
-from vllm_gitops.routes import HEADER, ROUTES_KEY, expected_routes_text
+from vllm_gitops.routes import HEADER_MARK, ROUTES_KEY, expected_routes_text
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.workload import VllmWorkload
 from vllm_gitops.topology import per_scope, selected_workloads, vllm_servers
@@ -205,12 +205,14 @@ def routes_stale(scope: Scope) -> Iterator[Violation]:
     expected: str | None = None  # computed once, and only when a generated file is present
     for config_map in scope.of_kind("ConfigMap"):
         text = (config_map.get("data", default={}) or {}).get(ROUTES_KEY)
-        if isinstance(text, str) and text.startswith(HEADER):
+        if isinstance(text, str) and text.startswith(HEADER_MARK):
             if expected is None:
                 expected = expected_routes_text(scope)
             if text != expected:
-                yield Violation(config_map, f"{ROUTES_KEY} is out of date with the models; "
-                                "run `make routes`", ("data", ROUTES_KEY))
+                yield Violation(config_map, f"{ROUTES_KEY} is out of date with the models "
+                                "deployed beside it; run `make routes` (if it changes "
+                                "nothing, this environment's entry points deploy different "
+                                "models)", ("data", ROUTES_KEY))
 
 
 @rule(

@@ -129,7 +129,7 @@ def _order_problem(scope: Scope, dependent: Resource, needed: Resource) -> str |
     nothing after it (the model servers) is ever deployed.""",
     fix="""Give the needed object (AppProject, CRD, Namespace) a lower
     argocd.argoproj.io/sync-wave than everything that uses it, e.g. "-2" for the AppProject
-    when the Applications use waves -1 and 0; with Flux, move it to a Kustomization that the
+    when the Applications use waves -1, 0 and 1; with Flux, move it to a Kustomization that the
     user's Kustomization dependsOn.""",
 )
 def sync_wave_order(scope: Scope) -> Iterator[Violation]:

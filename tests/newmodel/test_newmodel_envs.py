@@ -20,9 +20,9 @@ from newmodel_support import (
     validate,
 )
 
+from vllm_gitops.durations import duration_hours
 from vllm_gitops.newmodel.sync import NODE_AND_PULL_S
 from vllm_gitops.newmodel.transaction import INTERRUPT_HOOK
-from vllm_gitops.policies.karpenter import duration_hours
 from vllm_gitops.routes import routes_of
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.workload import VllmWorkload, find_vllm_workloads

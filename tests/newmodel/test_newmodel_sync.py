@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from support import REPO_ROOT
+from vllm_gitops.durations import go_duration
 from vllm_gitops.newmodel import sync
 
 ENVS = ("dev", "staging", "prod")
@@ -188,7 +189,7 @@ def test_a_larger_sibling_timeout_is_kept_and_a_missing_one_added(tmp_path: Path
     (600, "10m"), (2700, "45m"), (3600, "1h"), (3601, "1h1m"), (4500, "1h15m"),
     (8070, "2h15m")])
 def test_go_durations(seconds: int, expected: str) -> None:
-    assert sync.go_duration(seconds) == expected
+    assert go_duration(seconds) == expected
 
 
 # ---------------------------------------------------------------- destination

@@ -25,16 +25,14 @@ from ruamel.yaml.comments import CommentedBase, CommentedMap
 from ruamel.yaml.scalarstring import ScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from vllm_gitops.durations import duration_hours, go_duration
 from vllm_gitops.errors import ToolError
 from vllm_gitops.load import source_documents
 from vllm_gitops.newmodel import edit
-from vllm_gitops.policies.karpenter import duration_hours
+from vllm_gitops.sizing.startup import NODE_AND_PULL_S
 
 Key = tuple[str | int, ...]
 
-# A model's first rollout waits for Karpenter to launch a GPU node (~3-5 min) and for the
-# vLLM image pull (~3-5 min, more on a cold node) before its startup probe starts counting.
-NODE_AND_PULL_S = 15 * 60
 TIMEOUT_STEP_S = 5 * 60  # a Flux timeout is rounded up to whole 5 minutes
 
 _LISTING = """\
@@ -331,12 +329,6 @@ def _fit_timeout(data: CommentedMap, tool: Tool, startup_s: int) -> None:
         "startup probe budget",
         f"({go_duration(startup_s)}, see model.yaml), rounded up to "
         f"{TIMEOUT_STEP_S // 60} minutes."], column=2 * (len(tool.timeout) - 1))
-
-
-def go_duration(seconds: int) -> str:
-    """Seconds rounded up to whole minutes, as a Go duration: 45m, 1h, 2h15m."""
-    hours, minutes = divmod(math.ceil(seconds / 60), 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
 
 
 # ---------------------------------------------------------------- fields

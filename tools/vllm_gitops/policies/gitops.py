@@ -13,11 +13,15 @@ from typing import Any
 
 from vllm_gitops.changes import Closure, gitops_paths, kustomization_closure
 from vllm_gitops.coverage import aggregated_parts
+from vllm_gitops.durations import duration_hours, go_duration
 from vllm_gitops.findings import Severity
 from vllm_gitops.kustomization import is_remote, kustomization_file
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.scope import Scope
+from vllm_gitops.sizing.startup import NODE_AND_PULL_S
+from vllm_gitops.sizing.workload import VllmWorkload
+from vllm_gitops.topology import startup_plan, vllm_servers
 from vllm_gitops.yamlsafe import YamlProblem, load_file_cached
 
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -154,6 +158,55 @@ def _order_field(resource: Resource) -> tuple[str, ...]:
     if WAVE in resource.annotations:
         return ("metadata", "annotations", WAVE)
     return ("spec", "dependsOn") if resource.get("spec", "dependsOn") else ("metadata",)
+
+
+# ---------------------------------------------------------------- Flux waits for the model
+
+def _flux_wait_seconds(unit: Resource) -> float | None:
+    """How long a Flux Kustomization waits for what it applies to be healthy (spec.timeout,
+    by default spec.interval); None when it does not wait (no `wait`, no healthChecks)."""
+    if unit.get("spec", "wait") is not True and not unit.get("spec", "healthChecks"):
+        return None
+    text = unit.get("spec", "timeout") or unit.get("spec", "interval")
+    hours = duration_hours(text) if isinstance(text, str) else None
+    return hours * 3600 if hours is not None else None
+
+
+def _first_rollout_s(scope: Scope, server: VllmWorkload) -> float | None:
+    planned = startup_plan(scope, server)
+    if planned is None or planned.result is None or planned.result.startup is None:
+        return None  # unknown model or hardware: say nothing rather than guess
+    return planned.result.startup.cold_s + NODE_AND_PULL_S
+
+
+@rule(
+    "flux/wait-shorter-than-startup", Severity.WARNING,
+    "a Flux Kustomization stops waiting before the vLLM server it applies can be ready",
+    why="""With `wait: true` (or healthChecks) Flux waits for what it applied to be ready, up
+    to spec.timeout (by default spec.interval). A new model is ready only after Karpenter
+    launched a GPU node, the node pulled the vLLM image and vLLM downloaded and loaded the
+    weights: often longer than an hour for a large model. A shorter timeout makes Flux report
+    the rollout failed, alert, and apply it again while vLLM is still loading.""",
+    fix="""Raise spec.timeout of the Kustomization above the time in the message (tools/plan
+    shows the cold start; tools/new-model sets it for the models it writes).""",
+)
+def wait_shorter_than_startup(scope: Scope) -> Iterator[Violation]:
+    slowest: dict[int, tuple[Resource, float, float, VllmWorkload]] = {}
+    for server in vllm_servers(scope):
+        unit = scope.sync_parent(server.resource)
+        waits = _flux_wait_seconds(unit) if unit and _is_flux_kustomization(unit) else None
+        needed = _first_rollout_s(scope, server) if unit and waits is not None else None
+        if unit is None or waits is None or needed is None or needed <= waits:
+            continue
+        if id(unit) not in slowest or needed > slowest[id(unit)][2]:
+            slowest[id(unit)] = (unit, waits, needed, server)
+    for unit, waits, needed, server in slowest.values():  # one finding per Kustomization
+        field = ("spec", "timeout") if unit.get("spec", "timeout") else ("spec", "interval")
+        yield Violation(unit, (
+            f"waits {go_duration(waits)} for {server.resource.kind} {server.resource.name}, "
+            f"whose first rollout takes about {go_duration(needed)} (GPU node and image "
+            f"~{NODE_AND_PULL_S // 60} min, then a cold start of "
+            f"{go_duration(needed - NODE_AND_PULL_S)})"), field)
 
 
 # ---------------------------------------------------------------- Flux bootstrap layout

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from vllm_gitops.durations import duration_hours
 from vllm_gitops.findings import Severity
 from vllm_gitops.policies.registry import Violation, rule
 from vllm_gitops.resources import Resource
@@ -24,7 +25,6 @@ MIN_EXPIRE_HOURS = 720  # Karpenter's own default (30 days)
 MIN_MAX_PODS = 30
 # A Kubernetes minor version inside an AMI name, e.g. amazon-eks-node-al2023-x86_64-nvidia-1.33-v...
 K8S_VERSION_IN_NAME = re.compile(r"(?<![\d.])1\.(1\d|2\d|3\d|4\d)(?![\d])")
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 
 
 def _template_spec(pool: Resource) -> dict[str, Any]:
@@ -58,15 +58,6 @@ def offers_gpus(pool: Resource) -> bool:
 def gpu_pools(scope: Scope) -> Iterator[Resource]:
     return (p for p in scope.of_kind("NodePool")
             if p.api_version.startswith("karpenter.sh/") and offers_gpus(p))
-
-
-def duration_hours(text: str) -> float | None:
-    """Hours in a Go duration such as '8h', '1h30m', '720h'; None when not one."""
-    parts = DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        return None
-    scale = {"h": 1.0, "m": 1 / 60, "s": 1 / 3600}
-    return sum(float(n) * scale[u] for n, u in parts)
 
 
 # ---------------------------------------------------------------- disruption

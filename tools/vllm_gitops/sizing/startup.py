@@ -59,6 +59,12 @@ class Storage:
         return min(rates)
 
 
+# Before a new model's startup probe starts counting, Karpenter launches a GPU node (~3-5 min)
+# and the node pulls the vLLM image (~3-5 min, more on a cold node): what a GitOps wait for
+# the first rollout adds to the start itself.
+NODE_AND_PULL_S = 15 * 60
+
+
 @dataclass(frozen=True)
 class StartupEstimate:
     download_s: float

@@ -147,7 +147,8 @@ def test_a_model_nothing_syncs_is_one_finding(validate_repo: Callable[..., Run],
     edit_re(models / "extra/kustomization.yaml", r"instance: qwen3\b", "instance: extra")
     edit_re(models / "kustomization.yaml", r"  - qwen3\n", "  - qwen3\n  - extra\n")
     result = verdict(validate_repo())
-    errors = [f for f in result["findings"] if f["severity"] == "error"]
-    assert [(f["rule"], f["file"], f["line"]) for f in errors] == [
+    # (this copy locates no schemas: schema/missing findings are the test setup's)
+    found = [f for f in result["findings"] if f["rule"] != "schema/missing"]
+    assert [(f["rule"], f["file"], f["line"]) for f in found] == [
         ("gitops/listed-not-synced", "overlays/dev/models/kustomization.yaml", 10)]
     assert result["summary"]["scopes"] == 8  # the 7, and the unsynced model on its own

@@ -159,3 +159,12 @@ def test_a_model_synced_before_the_apps_it_needs_is_an_error(repo: Path) -> None
     assert (found.file, found.line) == ("clusters/prod/argocd/models/qwen3.yaml", 7)
     assert found.message == ("Service vllm-headless-qwen3 (and 4 more) syncs in wave -1/0, before "
                              "Namespace inference it needs (wave 0/0)")
+
+
+def test_a_model_unit_without_dependson_apps_is_a_warning(repo: Path) -> None:
+    edit(repo / "clusters/prod/flux/models/qwen3.yaml", "    - name: apps\n",
+         "    - name: infrastructure\n")
+    [found] = findings(repo, "clusters/prod/flux", "flux/dependency-unordered")
+    assert (found.file, found.line) == ("clusters/prod/flux/models/qwen3.yaml", 8)
+    assert "needs Namespace inference that apps creates" in found.message
+    assert findings(repo, "clusters/prod/flux", "argocd/sync-wave-order") == []

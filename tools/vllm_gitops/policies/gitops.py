@@ -160,6 +160,41 @@ def _order_field(resource: Resource) -> tuple[str, ...]:
     return ("spec", "dependsOn") if resource.get("spec", "dependsOn") else ("metadata",)
 
 
+def _unordered_flux_units(scope: Scope) -> Iterator[tuple[Resource, Resource, Resource]]:
+    """(unit, object it applies, what that needs) where another Flux Kustomization applies
+    the needed object and neither dependsOn the other."""
+    for dependent, needed in _dependencies(scope):
+        first, then = scope.sync_parent(dependent), scope.sync_parent(needed)
+        if (first is not None and then is not None and first is not then
+                and _is_flux_kustomization(first) and _is_flux_kustomization(then)
+                and not _flux_runs_after(scope, first, then)
+                and not _flux_runs_after(scope, then, first)):
+            yield first, dependent, needed
+
+
+@rule(
+    "flux/dependency-unordered", Severity.WARNING,
+    "a Flux Kustomization applies objects whose Namespace or CRD another one creates, unordered",
+    why="""Flux reconciles Kustomizations in parallel unless one dependsOn the other. On a new
+    cluster the one applying a model can run before the one creating the model's Namespace
+    (or a CRD it uses): its apply fails ('namespace not found') and the model waits for the
+    next retry (retryInterval, by default the interval) before it even starts to deploy.""",
+    fix="""Add `dependsOn: [{name: <the Kustomization that creates it>}]` to the Kustomization
+    named in the message (the models here depend on `apps`, which creates the namespace).""",
+)
+def dependency_unordered(scope: Scope) -> Iterator[Violation]:
+    grouped: dict[tuple[int, int], tuple[Resource, Resource, list[Resource]]] = {}
+    for unit, dependent, needed in _unordered_flux_units(scope):
+        grouped.setdefault((id(unit), id(needed)), (unit, needed, []))[2].append(dependent)
+    for unit, needed, objects in grouped.values():  # one finding per unit and needed object
+        creator = scope.sync_parent(needed)
+        more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
+        yield Violation(unit, (
+            f"applies {objects[0].kind} {objects[0].name}{more}, which needs {needed.kind} "
+            f"{needed.name} that {creator.name if creator else 'another Kustomization'} "
+            "creates, but neither Kustomization dependsOn the other"), _order_field(unit))
+
+
 # ---------------------------------------------------------------- Flux waits for the model
 
 def _flux_wait_seconds(unit: Resource) -> float | None:

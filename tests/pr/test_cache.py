@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pr_support import calls, edit_re, verdict
 
@@ -21,6 +22,11 @@ from vllm_gitops.schema.locations import SchemaLocations
 from vllm_gitops.settings import load_settings
 
 MODEL = "overlays/dev/models/qwen3/model.yaml"
+
+
+def cached_render(cache: RenderCache, folder: Path) -> Any:
+    """What the cache holds for the folder's files as they are now."""
+    return cache.get(folder, cache.inputs(folder))
 
 
 def test_warm_run_does_no_kustomize_work_and_an_edit_invalidates(
@@ -94,18 +100,18 @@ def test_entry_is_refused_when_an_input_changes(tmp_path: Path) -> None:
 
     cache = fresh()
     cache.put(folder, cache.inputs(folder), {"rendered": 1})
-    assert fresh().get(folder) == {"rendered": 1}
+    assert cached_render(fresh(), folder) == {"rendered": 1}
     (folder / "a.yaml").write_text("a: 2\n")
-    assert fresh().get(folder) is None
+    assert cached_render(fresh(), folder) is None
     (folder / "a.yaml").write_text("a: 1\n")  # back to the first version: its entry stays
-    assert fresh().get(folder) == {"rendered": 1}
+    assert cached_render(fresh(), folder) == {"rendered": 1}
     (folder / "a.yaml").write_text("a: 2\n")
     cache = fresh()
     cache.put(folder, cache.inputs(folder), {"rendered": 2})
     (folder / "kustomization.yml").write_text("resources: []\n")  # a second name appears
-    assert fresh().get(folder) is None
+    assert cached_render(fresh(), folder) is None
     other = RenderCache(tmp_path / "cache", tmp_path, "another fingerprint")
-    assert other.get(folder) is None
+    assert cached_render(other, folder) is None
     assert isinstance(cache.inputs(folder), Inputs)
 
 
@@ -139,11 +145,11 @@ def test_each_folder_keeps_its_newest_versions(tmp_path: Path) -> None:
         cache = fresh()
         cache.put(folder, cache.inputs(folder), version)
     assert len(list((tmp_path / "cache").rglob("*.pickle"))) == KEPT_VERSIONS
-    assert fresh().get(folder) == KEPT_VERSIONS + 2  # the newest
+    assert cached_render(fresh(), folder) == KEPT_VERSIONS + 2  # the newest
     (folder / "a.yaml").write_text("a: 3\n")
-    assert fresh().get(folder) == 3  # still kept
+    assert cached_render(fresh(), folder) == 3  # still kept
     (folder / "a.yaml").write_text("a: 0\n")
-    assert fresh().get(folder) is None  # the oldest went
+    assert cached_render(fresh(), folder) is None  # the oldest went
 
 
 def test_schema_verdicts_are_reused_by_content(tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ def test_an_unknown_function_is_unevaluable_in_each_verdict_and_reported_once() 
     assert second == first  # each object's verdict says so: verdicts are kept per object
     found = [Finding(rule, severity, message, "t", location=SourceLocation(f"{n}.yaml", 1))
              for n in ("a", "b")]
-    assert _once_per_message(found, "schema/cel-unevaluable") == found[:1]  # the report
+    assert _once_per_message(found) == found[:1]  # the report
 
 
 @pytest.mark.parametrize(("rule", "value", "holds"), [

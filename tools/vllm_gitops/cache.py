@@ -133,11 +133,8 @@ class RenderCache:
                           .encode())
         return _sha256(f"{named}\0{version}".encode()), self.directory / named / f"{version}.pickle"
 
-    def get(self, folder: Path, inputs: Inputs | None = None) -> Any | None:
-        """The cached render of `folder` made from exactly these inputs (default: its
-        files as they are now), else None."""
-        if inputs is None:
-            inputs = self.inputs(folder)
+    def get(self, folder: Path, inputs: Inputs | None) -> Any | None:
+        """The cached render of `folder` made from exactly these inputs, else None."""
         return self.get_named(f"render:{self._rel(folder)}", inputs)
 
     def put(self, folder: Path, inputs: Inputs | None, value: Any) -> None:

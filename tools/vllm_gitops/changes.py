@@ -325,15 +325,20 @@ def _in_local_schema_location(path: Path, settings: Settings) -> bool:
                for folder in settings.local_schema_folders())
 
 
-class _Target(Protocol):
+class TargetLike(Protocol):
+    """What selection and coverage read of a target (pipeline.Target)."""
+
     @property
     def name(self) -> str: ...
 
     @property
     def path(self) -> Path: ...
 
+    @property
+    def kind(self) -> str: ...
 
-T = TypeVar("T", bound=_Target)
+
+T = TypeVar("T", bound=TargetLike)
 
 
 def targets_changed_since(targets: list[T], settings: Settings, ref: str,

@@ -24,9 +24,9 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic
 
-from vllm_gitops.changes import Closure, kustomization_closure, scope_units
+from vllm_gitops.changes import Closure, T, kustomization_closure, scope_units
 from vllm_gitops.findings import Finding
 from vllm_gitops.kustomization import is_remote, kustomization_file
 from vllm_gitops.yamlsafe import YamlProblem, load_file_cached
@@ -34,20 +34,6 @@ from vllm_gitops.yamlsafe import YamlProblem, load_file_cached
 RENDER_FAILED = "kustomize/render-failed"
 # A kustomization with only these fields adds nothing to what it lists.
 AGGREGATION_KEYS = {"apiVersion", "kind", "metadata", "resources"}
-
-
-class _Target(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def kind(self) -> str: ...
-
-
-T = TypeVar("T", bound=_Target)
 
 
 @dataclass

@@ -386,7 +386,7 @@ def validate(targets: list[Target], settings: Settings, progress: Progress | Non
     kinds = {t.name: t.kind for t in targets}
     found = innermost_render_failures(run.findings, settings.repo_root, closures)
     report.findings = _once_per_message(_collapse_missing_schemas(
-        merge_across_targets(found, kinds)), "schema/cel-unevaluable")
+        merge_across_targets(found, kinds)))
     return report
 
 
@@ -500,40 +500,39 @@ def merge_across_targets(findings: list[Finding], kinds: dict[str, str]) -> list
     return sorted(merged, key=sort_key)
 
 
-def _once_per_message(findings: list[Finding], rule: str) -> list[Finding]:
-    """A rule's findings with the same message are one problem (a CEL rule this tool cannot
-    evaluate, met in many objects): keep the first."""
-    seen: set[str] = set()
-    kept = []
+def _first_per(findings: list[Finding], rule: str, key: Callable[[Finding], object]
+               ) -> tuple[list[Finding], dict[int, int]]:
+    """Findings of `rule` with the same key are one problem (key None: each its own): the
+    first is kept. -> (kept, position in kept -> how many more it stands for)."""
+    first: dict[object, int] = {}
+    more: dict[int, int] = {}
+    kept: list[Finding] = []
     for finding in findings:
-        if finding.rule == rule:
-            if finding.message in seen:
-                continue
-            seen.add(finding.message)
+        found = key(finding) if finding.rule == rule else None
+        if found is not None and found in first:
+            more[first[found]] = more.get(first[found], 0) + 1
+            continue
+        if found is not None:
+            first[found] = len(kept)
         kept.append(finding)
-    return kept
+    return kept, more
+
+
+def _once_per_message(findings: list[Finding]) -> list[Finding]:
+    """A CEL rule this tool cannot evaluate, met in many objects, is one problem."""
+    return _first_per(findings, "schema/cel-unevaluable", lambda f: f.message)[0]
 
 
 def _collapse_missing_schemas(findings: list[Finding]) -> list[Finding]:
     """Offline, every custom resource lacks a schema: warn once per kind, not per object."""
-    first: dict[tuple[str, str], int] = {}
-    repeats: dict[tuple[str, str], int] = {}
-    kept: list[Finding] = []
-    for finding in findings:
-        if finding.rule != "schema/missing" or finding.severity is not Severity.WARNING or (
-                finding.resource is None):
-            kept.append(finding)
-            continue
-        key = (finding.resource.api_version, finding.resource.kind)
-        if key in first:
-            repeats[key] = repeats.get(key, 0) + 1
-        else:
-            first[key] = len(kept)
-            kept.append(finding)
-    for key, count in repeats.items():
-        original = kept[first[key]]
-        kept[first[key]] = replace(original, message=f"{original.message}; {count} more "
-                                   f"{key[1]} object(s) in this run are not validated either")
+    kept, more = _first_per(findings, "schema/missing", lambda f: (
+        f.resource.api_version, f.resource.kind)
+        if f.resource is not None and f.severity is Severity.WARNING else None)
+    for position, count in more.items():
+        original = kept[position]
+        kind = original.resource.kind if original.resource else ""
+        kept[position] = replace(original, message=f"{original.message}; {count} more "
+                                 f"{kind} object(s) in this run are not validated either")
     return kept
 
 

@@ -11,6 +11,7 @@ import yaml
 from vllm_gitops.diff.hazards import (
     Hazard,
     Key,
+    Move,
     describe,
     hazards_of_change,
     hazards_of_moves,
@@ -75,30 +76,29 @@ def compare(base: Scope | None, head: Scope | None, serving: set[Key]) -> Cluste
     removed = {k: v for k, v in before.items() if k not in after}
     added = {k: v for k, v in after.items() if k not in before}
     out.hazards += hazards_of_removals(removed, added)
-    out.hazards += hazards_of_moves(_moves(base, head))
+    out.hazards += hazards_of_moves(_moves(base, head, before))
     return out
 
 
 def _sync_units(scope: Scope | None) -> dict[Key, Resource]:
     """Each object's Flux Kustomization / Argo CD Application."""
-    units = {}
-    for resource in scope.resources if scope else []:
-        unit = scope.sync_parent(resource) if scope else None
-        if unit is not None:
-            units[resource_key(resource.doc)] = unit
-    return units
+    if scope is None:
+        return {}
+    units = ((resource_key(r.doc), scope.sync_parent(r)) for r in scope.resources)
+    return {key: unit for key, unit in units if unit is not None}
 
 
-def _moves(base: Scope | None, head: Scope | None) -> dict[tuple[str, str], list[Key]]:
-    """(old unit, new unit) -> the objects that move between them and that the old one may
-    prune (it prunes, and the object applied from the base does not opt out)."""
-    before, after = _sync_units(base), _sync_units(head)
-    docs = documents_by_key(base)
-    moves: dict[tuple[str, str], list[Key]] = {}
-    for key in sorted(before.keys() & after.keys()):
-        old, new = unit_label(before[key]), unit_label(after[key])
-        if old != new and prunes(before[key], docs[key]):
-            moves.setdefault((old, new), []).append(key)
+def _moves(base: Scope | None, head: Scope | None, before: dict[Key, dict[str, Any]]
+           ) -> dict[tuple[str, str], tuple[Move, list[Key]]]:
+    """The objects that move from one sync unit to another and that the old one may prune
+    (it prunes, and the object applied from the base, `before`, does not opt out)."""
+    old_units, new_units = _sync_units(base), _sync_units(head)
+    moves: dict[tuple[str, str], tuple[Move, list[Key]]] = {}
+    for key in sorted(old_units.keys() & new_units.keys()):
+        old, new = old_units[key], new_units[key]
+        labels = unit_label(old), unit_label(new)
+        if labels[0] != labels[1] and prunes(old, before[key]):
+            moves.setdefault(labels, ((old, new), []))[1].append(key)
     return moves
 
 

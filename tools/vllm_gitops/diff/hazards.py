@@ -165,36 +165,43 @@ PRUNE_GUARD = {FLUX_UNIT: ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
                "Application": ("argocd.argoproj.io/sync-options", "Prune=false")}
 
 
+def unit_kind(unit: Resource) -> str:
+    """"Flux Kustomization" or "Application": the key of PRUNE_GUARD."""
+    return FLUX_UNIT if unit.kind == "Kustomization" else unit.kind
+
+
 def unit_label(unit: Resource) -> str:
     """"Flux Kustomization apps" or "Application dev-apps"."""
-    return f"{FLUX_UNIT if unit.kind == 'Kustomization' else unit.kind} {unit.name}"
+    return f"{unit_kind(unit)} {unit.name}"
 
 
 def prunes(unit: Resource, doc: dict[str, Any]) -> bool:
     """Whether `unit` deletes `doc` (an object it applied) once it no longer renders it."""
-    kind = FLUX_UNIT if unit.kind == "Kustomization" else unit.kind
-    annotation, value = PRUNE_GUARD.get(kind, ("", ""))
+    annotation, value = PRUNE_GUARD[unit_kind(unit)]
     annotations = _get(doc, "metadata", "annotations")
     if value in str((annotations if isinstance(annotations, dict) else {}).get(annotation, "")):
         return False
-    if kind == FLUX_UNIT:
+    if unit_kind(unit) == FLUX_UNIT:
         return unit.get("spec", "prune") is True
     return unit.get("spec", "syncPolicy", "automated", "prune") is True
 
 
-def hazards_of_moves(moves: dict[tuple[str, str], list[Key]]) -> list[Hazard]:
+Move = tuple[Resource, Resource]  # (old sync unit, new sync unit)
+
+
+def hazards_of_moves(moves: dict[tuple[str, str], tuple[Move, list[Key]]]) -> list[Hazard]:
     """Objects a different Flux Kustomization / Argo CD Application applies at the head: the
     old one, pruning, may delete them before the new one applies them again. One hazard per
     (old, new) pair of sync units."""
     found = []
-    for (old_unit, new_unit), keys in sorted(moves.items()):
+    for _, ((old, new), keys) in sorted(moves.items()):
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-        annotation, value = PRUNE_GUARD[old_unit.rsplit(" ", 1)[0]]
+        annotation, value = PRUNE_GUARD[unit_kind(old)]
         found.append(Hazard(RESTART, f"{describe(keys[0])}{more}", (
-            f"moves from {old_unit} to {new_unit}: {old_unit} prunes, and may delete it "
-            f"before {new_unit} applies it again, restarting what it serves. To move it "
-            f"without that, first merge the annotation `{annotation}: {value}` on it, then "
-            "the move, then remove the annotation.")))
+            f"moves from {unit_label(old)} to {unit_label(new)}: {unit_label(old)} prunes, and "
+            f"may delete it before {unit_label(new)} applies it again, restarting what it "
+            f"serves. To move it without that, first merge the annotation `{annotation}: "
+            f"{value}` on it, then the move, then remove the annotation.")))
     return found
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_gitops.errors import ToolError
+from vllm_gitops.kustomization import kustomization_file
 
 # Hugging Face ids: "org/name", letters, digits, "-", "_", "." (never "..", no leading dot).
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -84,7 +85,7 @@ def known_envs(repo_root: Path) -> list[str]:
     overlays = repo_root / "overlays"
     folders = overlays.iterdir() if overlays.is_dir() else ()
     return sorted(p.name for p in folders
-                  if any((p / part / "kustomization.yaml").is_file() for part in ENV_PARTS))
+                  if any(kustomization_file(p / part) for part in ENV_PARTS))
 
 
 def check_env(repo_root: Path, env: str) -> Path:

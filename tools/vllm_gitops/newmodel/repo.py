@@ -16,6 +16,7 @@ from typing import Any
 
 from vllm_gitops.errors import ToolError
 from vllm_gitops.findings import Severity
+from vllm_gitops.kustomization import kustomization_file
 from vllm_gitops.load import source_documents
 from vllm_gitops.pipeline import ScopeLoader, Target
 from vllm_gitops.resources import Resource
@@ -142,8 +143,8 @@ class Repo:
 
     def gateway(self, env: str) -> Gateway:
         folder = f"overlays/{env}/apps"
-        kfile = self.root / folder / "kustomization.yaml"
-        docs = source_documents(kfile) if kfile.is_file() else ()
+        kfile = kustomization_file(self.root / folder)
+        docs = source_documents(kfile) if kfile else ()
         data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
         entries = [e.get("pairs") for e in data.get("labels") or []
                    if isinstance(e, dict) and not e.get("includeSelectors")]
@@ -156,7 +157,7 @@ class Repo:
         (the StatefulSet named `skip`, the model being replaced, excluded), in the render of
         everything the environment runs (overlays/<env>: infrastructure, apps, models)."""
         overlay = f"overlays/{env}"
-        if not (self.root / overlay / "kustomization.yaml").is_file():
+        if kustomization_file(self.root / overlay) is None:
             return {}
         used: dict[str, int] = {}
         for server in find_vllm_workloads(self.render(overlay)):
@@ -184,8 +185,8 @@ class Repo:
 
 
 def _family(folder: Path) -> Family | None:
-    kfile = folder / "kustomization.yaml"
-    docs = source_documents(kfile) if kfile.is_file() else ()
+    kfile = kustomization_file(folder)
+    docs = source_documents(kfile) if kfile else ()
     if not docs or not isinstance(docs[0].data, dict):
         return None
     for patch in docs[0].data.get("patches") or []:

@@ -29,6 +29,7 @@ from vllm_gitops.durations import duration_hours, go_duration
 from vllm_gitops.errors import ToolError
 from vllm_gitops.load import source_documents
 from vllm_gitops.newmodel import edit
+from vllm_gitops.resources import Resource
 from vllm_gitops.sizing.startup import NODE_AND_PULL_S
 
 Key = tuple[str | int, ...]
@@ -335,13 +336,7 @@ def _fit_timeout(data: CommentedMap, tool: Tool, startup_s: int) -> None:
 
 
 def _get(data: Any, key: Key) -> Any:
-    for part in key:
-        if isinstance(part, int):
-            data = data[part] if isinstance(data, list) and -len(data) <= part < len(data) \
-                else None
-        else:
-            data = data.get(part) if isinstance(data, dict) else None
-    return data
+    return Resource(data, "").get(*key)  # the document's walk, on a round-trip document
 
 
 def _put(data: Any, key: Key, value: Any, replaces: str = "") -> None:

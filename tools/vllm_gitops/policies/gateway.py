@@ -91,7 +91,7 @@ def judges_routes(scope: Scope) -> bool:
     """Whether routes are judged in this scope: a whole cluster, or anything holding vLLM
     servers. A gateway folder rendered without its models (overlays/<env>/apps, whose models
     are sync units of their own) is judged in its cluster instead."""
-    return scope.kind == "cluster" or any(True for _ in vllm_servers(scope))
+    return scope.kind == "cluster" or bool(vllm_servers(scope))
 
 
 def litellm_model_lists(scope: Scope) -> Iterator[tuple[Resource, str, list[Any]]]:

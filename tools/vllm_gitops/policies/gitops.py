@@ -21,7 +21,7 @@ from vllm_gitops.resources import Resource, SourceLayer
 from vllm_gitops.scope import Scope
 from vllm_gitops.sizing.startup import NODE_AND_PULL_S
 from vllm_gitops.sizing.workload import VllmWorkload
-from vllm_gitops.topology import startup_plan, vllm_servers
+from vllm_gitops.topology import per_scope, startup_plan, vllm_servers
 from vllm_gitops.yamlsafe import YamlProblem, load_file_cached
 
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -90,7 +90,13 @@ def _argo_order(scope: Scope, resource: Resource) -> tuple[int, ...] | None:
 
 
 def _flux_runs_after(scope: Scope, later: Resource, earlier: Resource) -> bool:
-    """Whether Flux Kustomization `later` (transitively) dependsOn `earlier`."""
+    """Whether Flux Kustomization `later` (transitively) dependsOn `earlier` (once per pair
+    and scope: every object of a unit asks the same)."""
+    return per_scope(scope, ("flux-after", id(later), id(earlier)),
+                     lambda: _depends_on(scope, later, earlier))
+
+
+def _depends_on(scope: Scope, later: Resource, earlier: Resource) -> bool:
     todo, seen = [later], set()
     while todo:
         current = todo.pop()
@@ -148,9 +154,14 @@ def sync_wave_order(scope: Scope) -> Iterator[Violation]:
         else:  # the order is its sync unit's: one finding there for all it applies too early
             by_unit.setdefault((id(unit), problem), (unit, []))[1].append(dependent)
     for (_, problem), (unit, objects) in by_unit.items():
-        more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
-        yield Violation(unit, f"{objects[0].kind} {objects[0].name}{more} {problem}",
+        yield Violation(unit, f"{_first_of(objects)} {problem}",
                         _order_field(unit))
+
+
+def _first_of(objects: list[Resource]) -> str:
+    """"StatefulSet vllm-qwen3 (and 4 more)": the objects one finding stands for."""
+    more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
+    return f"{objects[0].kind} {objects[0].name}{more}"
 
 
 def _order_field(resource: Resource) -> tuple[str, ...]:
@@ -188,9 +199,8 @@ def dependency_unordered(scope: Scope) -> Iterator[Violation]:
         grouped.setdefault((id(unit), id(needed)), (unit, needed, []))[2].append(dependent)
     for unit, needed, objects in grouped.values():  # one finding per unit and needed object
         creator = scope.sync_parent(needed)
-        more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
         yield Violation(unit, (
-            f"applies {objects[0].kind} {objects[0].name}{more}, which needs {needed.kind} "
+            f"applies {_first_of(objects)}, which needs {needed.kind} "
             f"{needed.name} that {creator.name if creator else 'another Kustomization'} "
             "creates, but neither Kustomization dependsOn the other"), _order_field(unit))
 
@@ -364,10 +374,13 @@ class _Synced:
 
 
 def _synced(scope: Scope) -> _Synced | None:
-    if scope.root is None:
-        return None
+    """The scope's synced folders; None for no repository, or for one sync object alone (an
+    example, a file given on the command line): not a cluster's whole list of sync units."""
     paths = {_repo_path(path) for r in scope.resources for _, path in gitops_paths(r)}
-    return _Synced(scope.root, {p for p in paths if not p.is_absolute() and ".." not in p.parts})
+    folders = {p for p in paths if not p.is_absolute() and ".." not in p.parts}
+    if scope.root is None or (len(folders) < 2 and scope.kind != "cluster"):
+        return None
+    return _Synced(scope.root, folders)
 
 
 def _folder_entries(root: Path, kustomization: Resource,
@@ -430,9 +443,7 @@ def _not_deployed(scope: Scope, synced: _Synced, folder: PurePosixPath, top: Pur
 )
 def listed_not_synced(scope: Scope) -> Iterator[Violation]:
     synced = _synced(scope)
-    # One sync object alone (an example, a file given on the command line) is not a
-    # cluster's whole list of sync units: what else it syncs is unknown.
-    if synced is None or (len(synced.folders) < 2 and scope.kind != "cluster"):
+    if synced is None:
         return
     judged: set[PurePosixPath] = set()
     for aggregation in _aggregations(scope, synced):
